@@ -1,0 +1,103 @@
+"""Finding tasks: the built-in table and user YAML files."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dawgen.data.example import ColumnMap
+from dawgen.tasks.schema import Family, GeneratorText, TaskError, TaskSpec
+
+_FIELDS = {
+    "name", "description", "labels", "label_words", "columns", "templates", "generator",
+    "pair", "f1_positive_label", "kshot_files",
+}  # fmt: skip
+_REQUIRED = {"name", "labels", "label_words", "columns", "templates"}
+
+
+def _column_value(value: Any) -> Any:
+    """YAML reads ``label: 0`` as an int; column names are strings (booleans stay flags)."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def task_from_dict(raw: dict[str, Any], source: str = "task definition") -> TaskSpec:
+    """Build and validate a ``TaskSpec`` from parsed YAML; errors name ``source`` and the field."""
+    if not isinstance(raw, dict):
+        raise TaskError(f"{source}: a task must be a mapping of fields, got {type(raw).__name__}")
+    where = f"{source} (task {raw.get('name', '?')!r})"
+    unknown = set(raw) - _FIELDS
+    if unknown:
+        raise TaskError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(_FIELDS)}")
+    missing = _REQUIRED - set(raw)
+    if missing:
+        raise TaskError(f"{where}: missing field(s) {sorted(missing)}")
+    labels = tuple(str(label) for label in raw["labels"])
+    try:
+        templates = {Family(key): str(value) for key, value in raw["templates"].items()}
+    except ValueError as exc:
+        raise TaskError(f"{where}: templates: {exc}; families are {[f.value for f in Family]}") from None
+    columns = raw["columns"]
+    if not isinstance(columns, dict) or "text_a" not in columns:
+        raise TaskError(f"{where}: columns must map at least text_a (and text_b, label) to column names")
+    try:
+        column_map = ColumnMap(**{key: _column_value(v) for key, v in columns.items()})
+    except TypeError as exc:
+        raise TaskError(f"{where}: columns: {exc}") from None
+    gen = raw.get("generator") or {}
+    generator = GeneratorText(
+        descriptions={str(k): str(v) for k, v in (gen.get("descriptions") or {}).items()},
+        connector=str(gen.get("connector", "\n")),
+        repetition_penalty={str(k): float(v) for k, v in (gen.get("repetition_penalty") or {}).items()},
+    )
+    pair = bool(raw.get("pair", column_map.text_b is not None))
+    positive = raw.get("f1_positive_label")
+    return TaskSpec(
+        name=str(raw["name"]),
+        description=str(raw.get("description", "")),
+        labels=labels,
+        label_words={str(k): str(v) for k, v in raw["label_words"].items()},
+        templates=templates,
+        columns=column_map,
+        generator=generator,
+        pair=pair,
+        f1_positive_label=None if positive is None else str(positive),
+        kshot_files=dict(raw.get("kshot_files") or {"train": "train.tsv", "dev": "dev.tsv"}),
+    )
+
+
+def _builtin_tasks() -> dict[str, TaskSpec]:
+    text = resources.files("dawgen.tasks").joinpath("builtin.yaml").read_text(encoding="utf-8")
+    tasks = [task_from_dict(raw, "builtin.yaml") for raw in yaml.safe_load(text)]
+    return {task.name.upper(): task for task in tasks}
+
+
+BUILTIN_TASKS: dict[str, TaskSpec] = _builtin_tasks()
+
+
+def load_task_file(path: str | Path) -> TaskSpec:
+    """Load a user task from a YAML file holding one task mapping."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TaskError(f"{path}: task file not found") from None
+    except yaml.YAMLError as exc:
+        raise TaskError(f"{path}: not valid YAML: {exc}") from None
+    return task_from_dict(raw, str(path))
+
+
+def get_task(name_or_path: str | Path | TaskSpec) -> TaskSpec:
+    """A built-in task by name (case-insensitive), or a user task from a YAML file."""
+    if isinstance(name_or_path, TaskSpec):
+        return name_or_path
+    key = str(name_or_path)
+    if key.upper() in BUILTIN_TASKS:
+        return BUILTIN_TASKS[key.upper()]
+    if key.endswith((".yaml", ".yml")) or Path(key).is_file():
+        return load_task_file(key)
+    raise TaskError(
+        f"unknown task {key!r}: built-in tasks are {sorted(BUILTIN_TASKS)}, or give a task YAML file"
+    )
