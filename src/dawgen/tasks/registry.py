@@ -98,6 +98,4 @@ def get_task(name_or_path: str | Path | TaskSpec) -> TaskSpec:
         return BUILTIN_TASKS[key.upper()]
     if key.endswith((".yaml", ".yml")) or Path(key).is_file():
         return load_task_file(key)
-    raise TaskError(
-        f"unknown task {key!r}: built-in tasks are {sorted(BUILTIN_TASKS)}, or give a task YAML file"
-    )
+    raise TaskError(f"unknown task {key!r}: built-in tasks are {sorted(BUILTIN_TASKS)}, or give a task YAML file")

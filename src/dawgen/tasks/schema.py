@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from dawgen.data.example import ColumnMap, Example
 
 
-class Family(str, Enum):
+class Family(StrEnum):
     """Backbone families, which differ in where the answer is read."""
 
     DECODER = "decoder"  # causal LM: the label word is the next token after the template
@@ -94,9 +94,7 @@ class TaskSpec:
         names = [name for name, _ in fields]
         for name, modifier in fields:
             if name not in (*TEXT_FIELDS, ANSWER):
-                raise TaskError(
-                    f"{where}: unknown placeholder {{{name}}}; use {{text_a}}, {{text_b}}, {{answer}}"
-                )
+                raise TaskError(f"{where}: unknown placeholder {{{name}}}; use {{text_a}}, {{text_b}}, {{answer}}")
             if name != ANSWER and modifier not in TEXT_MODIFIERS:
                 raise TaskError(f"{where}: unknown modifier ':{modifier}' (known: nopunct, lowerfirst)")
         if "text_a" not in names:
@@ -123,16 +121,13 @@ class TaskSpec:
             return self.templates[family]
         except KeyError:
             raise TaskError(
-                f"task {self.name!r} has no template for {family.value} models; "
-                f"add one under templates.{family.value}"
+                f"task {self.name!r} has no template for {family.value} models; add one under templates.{family.value}"
             ) from None
 
     def check_example(self, example: Example) -> None:
         """Raise ``TaskError`` if ``example`` cannot belong to this task."""
         if example.label not in self.labels:
-            raise TaskError(
-                f"task {self.name!r}: unknown label {example.label!r} (labels: {list(self.labels)})"
-            )
+            raise TaskError(f"task {self.name!r}: unknown label {example.label!r} (labels: {list(self.labels)})")
 
 
 def apply_modifier(text: str, modifier: str) -> str:
