@@ -1,0 +1,28 @@
+"""Shared helpers of the benchmark scripts: the few-shot data they run on, and timing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def rte_or_demo_split(seed: int = 13):
+    """RTE's k-shot split from ../shared/data when present, else the shipped demo set."""
+    from dawgen.data.sources import demo_dir, demo_task, load_fewshot
+    from dawgen.tasks import get_task
+
+    if (SHARED_DATA / "RTE").is_dir():
+        task = get_task("RTE")
+        return task, load_fewshot(task, SHARED_DATA, seed=seed)
+    task = demo_task()
+    return task, load_fewshot(task, demo_dir())
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Wall-clock seconds of one call."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start

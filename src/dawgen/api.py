@@ -1,0 +1,82 @@
+"""The Python API: the same entry points as the CLI, taking names and paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dawgen.classifier.config import PromptTuneConfig
+from dawgen.classifier.run import TuneOutcome
+from dawgen.classifier.run import prompt_tune as _prompt_tune
+from dawgen.data.sources import demo_dir, demo_task, load_fewshot, load_test
+from dawgen.evaluation.run import EvalMethod
+from dawgen.evaluation.run import evaluate as _evaluate
+from dawgen.models.loading import DEFAULT_MODEL, load_model
+from dawgen.tasks.registry import get_task
+from dawgen.tasks.schema import TaskSpec
+
+
+def prompt_tune(
+    *,
+    task: str | TaskSpec,
+    data: str | Path,
+    model: str = DEFAULT_MODEL,
+    test: str | Path | None = None,
+    out: str | Path | None = None,
+    k: int = 16,
+    trust_remote_code: bool = False,
+    tune_config: PromptTuneConfig | None = None,
+    show_progress: bool = True,
+) -> TuneOutcome:
+    """Prompt-tune ``model`` on the k-shot split in ``data`` (seed = ``tune_config.seed``)."""
+    spec = get_task(task)
+    config = tune_config or PromptTuneConfig()
+    split = load_fewshot(spec, data, seed=config.seed, k=k)
+    test_examples = load_test(spec, test) if test else []
+    loaded = load_model(model, trust_remote_code=trust_remote_code)
+    return _prompt_tune(
+        loaded, spec, split.train, split.dev, test=test_examples, config=config, out_dir=out,
+        show_progress=show_progress,
+    )  # fmt: skip
+
+
+def evaluate(
+    *,
+    task: str | TaskSpec,
+    test: str | Path,
+    model: str = DEFAULT_MODEL,
+    method: str | EvalMethod = EvalMethod.ZERO_SHOT,
+    adapter: str | Path | None = None,
+    data: str | Path | None = None,
+    seed: int = 13,
+    k: int = 16,
+    demonstrations_per_label: int = 1,
+    precision: str = "auto",
+    device: str = "auto",
+    out: str | Path | None = None,
+    trust_remote_code: bool = False,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate zero-shot, in-context (demonstrations from the k-shot train split of ``data``),
+    or with a tuned prompt (``adapter``)."""
+    spec = get_task(task)
+    train = load_fewshot(spec, data, seed=seed, k=k).train if data is not None else []
+    loaded = load_model(model, trust_remote_code=trust_remote_code)
+    return _evaluate(
+        loaded, spec, load_test(spec, test), method=EvalMethod(method), adapter=adapter, train=train,
+        demonstrations_per_label=demonstrations_per_label, seed=seed, precision=precision, device=device,
+        out_dir=out, show_progress=show_progress,
+    )  # fmt: skip
+
+
+def demo(out: str | Path = "runs/demo", steps: int = 60, model: str = DEFAULT_MODEL) -> list[dict[str, Any]]:
+    """Offline demo on the shipped dataset: zero-shot, then prompt tuning, on the same test set."""
+    out = Path(out)
+    task, data = demo_task(), demo_dir()
+    test = data / "test.tsv"
+    zero_shot = evaluate(task=task, test=test, model=model, out=out / "zero-shot")
+    tuned = prompt_tune(
+        task=task, data=data, model=model, test=test, out=out / "prompt-tuning",
+        tune_config=PromptTuneConfig(max_steps=steps, eval_every=max(1, steps // 4)),
+    )  # fmt: skip
+    return [zero_shot, tuned.result]

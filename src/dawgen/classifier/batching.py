@@ -1,0 +1,82 @@
+"""Dynamic padding with soft-prompt slots, and length-bucketed batch order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dawgen.classifier.encoding import Encoded
+from dawgen.tasks.schema import Family
+
+
+@dataclass
+class Batch:
+    """Padded model inputs. ``prompt_slots`` marks where soft-prompt vectors go; ``answer_index``
+    points into the padded sequence (the decoder position for seq2seq)."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    prompt_slots: torch.Tensor
+    answer_index: torch.Tensor
+    labels: torch.Tensor
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(*(t.to(device) for t in vars(self).values()))
+
+
+def collate(items: Sequence[Encoded], family: Family, pad_id: int, num_virtual_tokens: int = 0) -> Batch:
+    """Pad to the longest item. Each row is ``[prompt slots][tokens]``: padded on the left for
+    decoder-only models (so the answer is the last position of every row), on the right otherwise."""
+    width = num_virtual_tokens + max(len(item.input_ids) for item in items)
+    shape = (len(items), width)
+    input_ids = torch.full(shape, pad_id, dtype=torch.long)
+    attention = torch.zeros(shape, dtype=torch.long)
+    slots = torch.zeros(shape, dtype=torch.bool)
+    answer = torch.zeros(len(items), dtype=torch.long)
+    for row, item in enumerate(items):
+        length = num_virtual_tokens + len(item.input_ids)
+        start = width - length if family is Family.DECODER else 0
+        input_ids[row, start + num_virtual_tokens : start + length] = torch.tensor(item.input_ids)
+        attention[row, start : start + length] = 1
+        slots[row, start : start + num_virtual_tokens] = True
+        answer[row] = item.answer_index if family is Family.SEQ2SEQ else start + num_virtual_tokens + item.answer_index
+    labels = torch.tensor([item.label for item in items], dtype=torch.long)
+    return Batch(input_ids, attention, slots, answer, labels)
+
+
+def bucketed_order(
+    lengths: Sequence[int], batch_size: int, rng: np.random.Generator, window: int = 50
+) -> list[list[int]]:
+    """Shuffle, sort by length inside windows of ``window`` batches, cut into batches and
+    shuffle the batches: similar lengths share a batch, and the order stays random."""
+    order = rng.permutation(len(lengths))
+    span = batch_size * window
+    batches = []
+    for start in range(0, len(order), span):
+        chunk = sorted(order[start : start + span], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Batches of similar length for inference (callers restore the original order)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def epoch_batches(items: Sequence[Encoded], batch_size: int, seed: int) -> Iterator[list[Encoded]]:
+    """An endless stream of length-bucketed batches; epoch ``e`` is shuffled with ``(seed, e)``."""
+    lengths = [len(item.input_ids) for item in items]
+    epoch = 0
+    while True:
+        rng = np.random.default_rng([seed, epoch])
+        for batch in bucketed_order(lengths, batch_size, rng):
+            yield [items[i] for i in batch]
+        epoch += 1

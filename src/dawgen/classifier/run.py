@@ -1,0 +1,102 @@
+"""Prompt tuning as one call: data in, tuned PEFT adapter and metrics out (the paper's PT baseline)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dawgen.classifier.config import PromptTuneConfig
+from dawgen.classifier.scorer import VerbalizerScorer
+from dawgen.classifier.soft_prompt import load_prompt, save_prompt
+from dawgen.classifier.train import PromptTrainer
+from dawgen.config import to_dict
+from dawgen.constants import ADAPTER_DIR, RESULT_FILE
+from dawgen.data.example import Example
+from dawgen.evaluation.predict import evaluate_items
+from dawgen.models.loading import LoadedModel
+from dawgen.models.precision import describe_precision
+from dawgen.progress import progress_bar
+from dawgen.tasks.schema import TaskSpec
+from dawgen.utils.io import atomic_write_json
+
+
+@dataclass
+class TuneOutcome:
+    """A finished prompt-tuning run: its JSON result and the best prompt ([n, d], float32)."""
+
+    result: dict[str, Any]
+    prompt: torch.Tensor
+
+
+def prompt_tune(
+    loaded: LoadedModel,
+    task: TaskSpec,
+    train: Sequence[Example],
+    dev: Sequence[Example],
+    *,
+    test: Sequence[Example] = (),
+    config: PromptTuneConfig | None = None,
+    out_dir: str | Path | None = None,
+    show_progress: bool = True,
+) -> TuneOutcome:
+    """Tune a soft prompt on ``train``, keep the best on ``dev``, report ``test``.
+
+    With ``out_dir``, the run writes ``adapter/`` (PEFT), ``metrics.jsonl`` and ``result.json``,
+    checkpoints as it goes, resumes after a crash, and returns the saved result when finished.
+    """
+    config = config or PromptTuneConfig()
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and (out / RESULT_FILE).exists():
+        saved = json.loads((out / RESULT_FILE).read_text())
+        if saved.get("config") == to_dict(config):
+            return TuneOutcome(saved, load_prompt(out / ADAPTER_DIR))
+        raise ValueError(f"{out} already holds a finished run with other settings; choose another output folder")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+
+    scorer = VerbalizerScorer(
+        loaded, task, max_length=config.max_length, precision=config.precision, device=config.device
+    )
+    train_items, dev_items = scorer.encoder.encode_all(train), scorer.encoder.encode_all(dev)
+    trainer = PromptTrainer(scorer, config, out)
+    started = time.perf_counter()
+    with progress_bar(show_progress) as bar:
+        bar_task = bar.add_task(f"prompt-tune {task.name}", total=config.max_steps, status="")
+        bar.update(bar_task, completed=trainer.state.step)
+
+        def on_step(step: int, record: dict[str, float]) -> None:
+            status = f"loss {record['train_loss']:.3f}"
+            if "dev_accuracy" in record:
+                status += f" dev {record['dev_accuracy']:.1f}"
+            bar.update(bar_task, completed=step, status=status)
+
+        best = trainer.train(train_items, dev_items, on_step)
+        train_seconds = time.perf_counter() - started
+        test_metrics = {}
+        if test:
+            test_metrics = evaluate_items(scorer, scorer.encoder.encode_all(test), best, bar, config.eval_batch_size)
+
+    result = {
+        "method": "prompt-tuning",
+        "task": task.name,
+        "model": loaded.name,
+        "family": loaded.family.value,
+        "precision": describe_precision(scorer.device, scorer.autocast_dtype),
+        "trainable_parameters": best.numel(),
+        "config": to_dict(config),
+        "best_step": trainer.state.best_step,
+        "dev": trainer.state.best_dev,
+        "test": test_metrics,
+        "train_seconds": round(train_seconds, 1),
+    }
+    if out is not None:
+        save_prompt(best, loaded.family, loaded.name, out / ADAPTER_DIR)
+        atomic_write_json(out / RESULT_FILE, result)
+        trainer.discard_checkpoint()
+    return TuneOutcome(result, best)

@@ -1,0 +1,90 @@
+"""Verbalizer scoring: the logits of the label words, for any of the three model families."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from dawgen.classifier.batching import Batch, collate, sorted_batches
+from dawgen.classifier.encoding import Encoded, TaskEncoder
+from dawgen.classifier.soft_prompt import insert_soft_prompt
+from dawgen.models.loading import LoadedModel
+from dawgen.models.precision import autocast, pick_device, resolve_precision
+from dawgen.tasks.schema import Family, TaskSpec
+
+
+class VerbalizerScorer:
+    """Scores label words with a frozen model and an optional soft prompt.
+
+    The model is never updated; gradients flow only to the prompt passed to ``label_logits``.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        task: TaskSpec,
+        *,
+        max_length: int = 256,
+        precision: str = "auto",
+        device: str = "auto",
+    ) -> None:
+        self.device = pick_device(device)
+        self.model = loaded.model.to(self.device).eval()
+        self.family = loaded.family
+        self.model_name = loaded.name
+        self.pad_id = loaded.tokenizer.pad_token_id
+        self.encoder = TaskEncoder(task, loaded.tokenizer, loaded.family, max_length)
+        self.label_ids = torch.tensor(self.encoder.label_token_ids, device=self.device)
+        self.autocast_dtype = resolve_precision(precision, self.device)
+        self.embedding_dim = self.model.get_input_embeddings().weight.shape[1]
+
+    @property
+    def task(self) -> TaskSpec:
+        return self.encoder.task
+
+    def collate(self, items: Sequence[Encoded], num_virtual_tokens: int = 0) -> Batch:
+        return collate(items, self.family, self.pad_id, num_virtual_tokens).to(self.device)
+
+    def label_logits(self, batch: Batch, prompt: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, num_labels] float32 logits of the label words (the verbalizer's restriction)."""
+        embeds = self.model.get_input_embeddings()(batch.input_ids)
+        if prompt is not None:
+            embeds = insert_soft_prompt(embeds, batch.prompt_slots, prompt)
+        with autocast(self.device, self.autocast_dtype):
+            vocab_logits = self._answer_logits(embeds, batch)
+        return vocab_logits[:, self.label_ids].float()
+
+    def _answer_logits(self, embeds: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """[B, vocab] logits at the answer position."""
+        mask = batch.attention_mask
+        if self.family is Family.DECODER:  # left-padded: the answer is the last position
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            out = self.model(
+                inputs_embeds=embeds, attention_mask=mask, position_ids=positions, logits_to_keep=1, use_cache=False
+            )
+            return out.logits[:, -1]
+        if self.family is Family.SEQ2SEQ:
+            start = torch.full((len(embeds), 1), self.model.config.decoder_start_token_id, device=self.device)
+            out = self.model(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=start, use_cache=False)
+            return out.logits[:, 0]
+        out = self.model(inputs_embeds=embeds, attention_mask=mask)
+        return out.logits[torch.arange(len(embeds), device=self.device), batch.answer_index]
+
+    @torch.no_grad()
+    def predict_logits(
+        self,
+        items: Sequence[Encoded],
+        prompt: torch.Tensor | None = None,
+        batch_size: int = 32,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> torch.Tensor:
+        """[N, num_labels] label-word logits for ``items``, in their order (batched by length)."""
+        n_virtual = 0 if prompt is None else prompt.shape[-2]
+        out = torch.empty(len(items), len(self.label_ids))
+        for index in sorted_batches([len(item.input_ids) for item in items], batch_size):
+            batch = self.collate([items[i] for i in index], n_virtual)
+            out[index] = self.label_logits(batch, prompt).cpu()
+            if on_batch is not None:
+                on_batch(len(index))
+        return out

@@ -1,0 +1,184 @@
+"""The prompt-tuning loop: per-batch prompt gradients, dev-based selection, resumable checkpoints."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers.optimization import Adafactor
+
+from dawgen.classifier.batching import epoch_batches
+from dawgen.classifier.config import OptimizerName, PromptTuneConfig
+from dawgen.classifier.encoding import Encoded
+from dawgen.classifier.scorer import VerbalizerScorer
+from dawgen.classifier.soft_prompt import initial_prompt
+from dawgen.config import to_dict
+from dawgen.constants import CHECKPOINT_DIR, METRICS_FILE
+from dawgen.evaluation.metrics import classification_metrics
+from dawgen.utils.io import append_jsonl, atomic_dir, atomic_write_text
+
+StepCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue a run: the step reached and the best prompt so far."""
+
+    step: int = 0
+    best_step: int = 0
+    best_score: tuple[float, float] = (-1.0, 0.0)  # (dev accuracy, -dev loss), compared as a tuple
+    best_dev: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def make_optimizer(params: list[torch.nn.Parameter], config: PromptTuneConfig) -> torch.optim.Optimizer:
+    if config.optimizer is OptimizerName.ADAFACTOR:
+        return Adafactor(
+            params,
+            lr=config.learning_rate,
+            weight_decay=config.weight_decay,
+            scale_parameter=False,
+            relative_step=False,
+            warmup_init=False,
+        )
+    return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+class PromptTrainer:
+    """Tunes one soft prompt on a frozen classifier.
+
+    ``gradient`` returns the prompt gradient of one batch without touching the optimizer, so
+    training schemes that combine several batches per step (real + synthetic, gradient surgery)
+    build on it; ``apply`` clips and takes the optimizer step.
+    """
+
+    def __init__(self, scorer: VerbalizerScorer, config: PromptTuneConfig, run_dir: str | Path | None = None):
+        self.scorer = scorer
+        self.config = config
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        generator = torch.Generator().manual_seed(config.seed)
+        start = initial_prompt(
+            scorer.model,
+            scorer.encoder.tokenizer,
+            config.num_virtual_tokens,
+            config.prompt_init,
+            generator,
+            config.prompt_init_text,
+        )
+        self.prompt = torch.nn.Parameter(start.to(scorer.device))
+        self.best_prompt = self.prompt.detach().clone()
+        self.optimizer = make_optimizer([self.prompt], config)
+        self.state = TrainState()
+
+    # -- one step -----------------------------------------------------------------------------
+    def loss(self, items: Sequence[Encoded]) -> torch.Tensor:
+        batch = self.scorer.collate(items, self.config.num_virtual_tokens)
+        logits = self.scorer.label_logits(batch, self.prompt)
+        return torch.nn.functional.cross_entropy(logits, batch.labels, label_smoothing=self.config.label_smoothing)
+
+    def gradient(self, items: Sequence[Encoded]) -> tuple[torch.Tensor, float]:
+        """The gradient of the batch loss with respect to the prompt, and the loss."""
+        loss = self.loss(items)
+        (grad,) = torch.autograd.grad(loss, self.prompt)
+        return grad, loss.item()
+
+    def apply(self, grad: torch.Tensor) -> None:
+        """Clip ``grad`` and take one optimizer step with it."""
+        self.prompt.grad = grad
+        torch.nn.utils.clip_grad_norm_([self.prompt], self.config.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def evaluate(self, items: Sequence[Encoded], prompt: torch.Tensor | None = None) -> dict[str, float]:
+        prompt = self.prompt.detach() if prompt is None else prompt
+        logits = self.scorer.predict_logits(items, prompt, self.config.eval_batch_size)
+        return classification_metrics(logits, [item.label for item in items], self.scorer.task)
+
+    def _record_eval(self, dev: Sequence[Encoded], train_loss: float) -> dict[str, float]:
+        metrics = {f"dev_{k}": v for k, v in self.evaluate(dev).items()}
+        score = (metrics["dev_accuracy"], -metrics["dev_loss"])
+        if score > tuple(self.state.best_score):
+            self.state.best_score, self.state.best_step = score, self.state.step
+            self.state.best_dev = metrics
+            self.best_prompt = self.prompt.detach().clone()
+        return {"step": self.state.step, "train_loss": train_loss, **metrics}
+
+    # -- the loop -----------------------------------------------------------------------------
+    def train(
+        self, train: Sequence[Encoded], dev: Sequence[Encoded], on_step: StepCallback | None = None
+    ) -> torch.Tensor:
+        """Train for ``max_steps`` (resuming from the run folder's checkpoint if there is one),
+        evaluate on ``dev`` every ``eval_every`` steps, and return the best prompt."""
+        self._resume()
+        batches = self._batches(train)
+        running, count = 0.0, 0
+        while self.state.step < self.config.max_steps:
+            grad, loss = self.gradient(next(batches))
+            self.apply(grad)
+            self.state.step += 1
+            running, count = running + loss, count + 1
+            at_eval = self.state.step % self.config.eval_every == 0 or self.state.step == self.config.max_steps
+            record = {"step": self.state.step, "train_loss": loss}
+            if at_eval:
+                record = self._record_eval(dev, running / count)
+                running, count = 0.0, 0
+                self.state.history.append(record)
+                self._log(record)
+                self._checkpoint()
+            if on_step is not None:
+                on_step(self.state.step, record)
+        return self.best_prompt
+
+    def _batches(self, train: Sequence[Encoded]) -> Iterator[list[Encoded]]:
+        """The deterministic batch stream, advanced past the steps already taken."""
+        return islice(epoch_batches(train, self.config.batch_size, self.config.seed), self.state.step, None)
+
+    # -- run folder ---------------------------------------------------------------------------
+    def _fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(to_dict(self.config), sort_keys=True).encode()).hexdigest()[:16]
+
+    def _log(self, record: dict[str, float]) -> None:
+        if self.run_dir is not None:
+            append_jsonl(self.run_dir / METRICS_FILE, record)
+
+    def _checkpoint(self) -> None:
+        if self.run_dir is None:
+            return
+        with atomic_dir(self.run_dir / CHECKPOINT_DIR) as tmp:
+            save_file(
+                {"prompt": self.prompt.detach().cpu(), "best_prompt": self.best_prompt.cpu()},
+                tmp / "prompt.safetensors",
+            )
+            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+            state = {**vars(self.state), "fingerprint": self._fingerprint()}
+            atomic_write_text(tmp / "state.json", json.dumps(state, indent=1))
+
+    def _resume(self) -> None:
+        folder = None if self.run_dir is None else self.run_dir / CHECKPOINT_DIR
+        if folder is None or not (folder / "state.json").exists():
+            return
+        saved = json.loads((folder / "state.json").read_text())
+        if saved.pop("fingerprint") != self._fingerprint():
+            raise ValueError(f"{folder} holds a checkpoint of a run with other settings; use another output folder")
+        tensors = load_file(folder / "prompt.safetensors")
+        with torch.no_grad():
+            self.prompt.copy_(tensors["prompt"])
+        self.best_prompt = tensors["best_prompt"].to(self.prompt.device)
+        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+        saved["best_score"] = tuple(saved["best_score"])
+        self.state = TrainState(**saved)
+        # metrics written after the checkpoint belong to steps that will be run again
+        lines = [json.dumps(record) for record in self.state.history]
+        atomic_write_text(self.run_dir / METRICS_FILE, "".join(line + "\n" for line in lines))
+
+    def discard_checkpoint(self) -> None:
+        if self.run_dir is not None:
+            shutil.rmtree(self.run_dir / CHECKPOINT_DIR, ignore_errors=True)

@@ -1,0 +1,7 @@
+"""File and folder names used across dawgen, in one place."""
+
+ADAPTER_DIR = "adapter"  # a standard PEFT prompt-tuning adapter
+CHECKPOINT_DIR = "checkpoint"  # resumable training state, removed when a run completes
+METRICS_FILE = "metrics.jsonl"  # one JSON record per evaluation
+RESULT_FILE = "result.json"  # the finished run: settings, dev and test metrics, timings
+PREDICTIONS_FILE = "predictions.jsonl"

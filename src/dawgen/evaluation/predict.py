@@ -1,0 +1,60 @@
+"""Scoring a test set with a progress bar, and the predictions file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from rich.progress import Progress
+
+from dawgen.classifier.encoding import Encoded
+from dawgen.classifier.scorer import VerbalizerScorer
+from dawgen.data.example import Example
+from dawgen.evaluation.metrics import classification_metrics
+from dawgen.utils.io import atomic_write_text
+
+
+def predict_with_progress(
+    scorer: VerbalizerScorer,
+    items: Sequence[Encoded],
+    prompt: torch.Tensor | None,
+    bar: Progress,
+    batch_size: int = 32,
+    description: str = "evaluate",
+) -> torch.Tensor:
+    """Label-word logits for ``items``, advancing a progress bar as batches finish."""
+    bar_task = bar.add_task(description, total=len(items), status="")
+    logits = scorer.predict_logits(items, prompt, batch_size, on_batch=lambda n: bar.advance(bar_task, n))
+    return logits
+
+
+def evaluate_items(
+    scorer: VerbalizerScorer,
+    items: Sequence[Encoded],
+    prompt: torch.Tensor | None,
+    bar: Progress,
+    batch_size: int = 32,
+) -> dict[str, float]:
+    """Metrics of the scorer (with ``prompt``, if any) on encoded, labelled items."""
+    logits = predict_with_progress(scorer, items, prompt, bar, batch_size, "test")
+    return classification_metrics(logits, [item.label for item in items], scorer.task)
+
+
+def write_predictions(
+    path: str | Path, examples: Sequence[Example], logits: torch.Tensor, labels: Sequence[str]
+) -> None:
+    """One JSON record per example: texts, gold label, predicted label, label probabilities."""
+    probs = logits.softmax(-1)
+    lines = []
+    for example, row in zip(examples, probs, strict=True):
+        record = {
+            "text_a": example.text_a,
+            "text_b": example.text_b,
+            "label": example.label,
+            "predicted": labels[int(row.argmax())],
+            "probabilities": {label: round(float(p), 5) for label, p in zip(labels, row, strict=True)},
+        }
+        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+    atomic_write_text(path, "".join(lines))

@@ -1,0 +1,77 @@
+"""`dawgen evaluate`: a test set scored zero-shot, in-context, or with a tuned prompt."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from dawgen.classifier.scorer import VerbalizerScorer
+from dawgen.classifier.soft_prompt import load_prompt
+from dawgen.constants import PREDICTIONS_FILE, RESULT_FILE
+from dawgen.data.example import Example
+from dawgen.evaluation.baselines import encode_in_context
+from dawgen.evaluation.metrics import classification_metrics
+from dawgen.evaluation.predict import predict_with_progress, write_predictions
+from dawgen.models.loading import LoadedModel
+from dawgen.models.precision import describe_precision
+from dawgen.progress import progress_bar
+from dawgen.tasks.schema import TaskSpec
+from dawgen.utils.io import atomic_write_json
+
+
+class EvalMethod(StrEnum):
+    ZERO_SHOT = "zero-shot"  # the template and verbalizer alone
+    IN_CONTEXT = "in-context"  # labelled training examples in front of each test example
+    PROMPT = "prompt"  # a tuned soft prompt (a PEFT adapter folder)
+
+
+def evaluate(
+    loaded: LoadedModel,
+    task: TaskSpec,
+    test: Sequence[Example],
+    *,
+    method: EvalMethod = EvalMethod.ZERO_SHOT,
+    adapter: str | Path | None = None,
+    train: Sequence[Example] = (),
+    demonstrations_per_label: int = 1,
+    seed: int = 13,
+    max_length: int = 512,
+    batch_size: int = 32,
+    precision: str = "auto",
+    device: str = "auto",
+    out_dir: str | Path | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Score ``test`` and return accuracy (and F1 where the task has it), in percent."""
+    method = EvalMethod(method)
+    if method is EvalMethod.PROMPT and adapter is None:
+        raise ValueError("method 'prompt' needs the adapter folder of a tuned prompt")
+    if method is EvalMethod.IN_CONTEXT and not train:
+        raise ValueError("method 'in-context' needs training examples to draw demonstrations from")
+    scorer = VerbalizerScorer(loaded, task, max_length=max_length, precision=precision, device=device)
+    prompt = load_prompt(adapter).to(scorer.device) if method is EvalMethod.PROMPT else None
+    if method is EvalMethod.IN_CONTEXT:
+        items = encode_in_context(scorer.encoder, train, test, demonstrations_per_label, seed)
+    else:
+        items = scorer.encoder.encode_all(test)
+    with progress_bar(show_progress) as bar:
+        logits = predict_with_progress(scorer, items, prompt, bar, batch_size, f"{method.value} {task.name}")
+    result = {
+        "method": method.value,
+        "task": task.name,
+        "model": loaded.name,
+        "family": loaded.family.value,
+        "precision": describe_precision(scorer.device, scorer.autocast_dtype),
+        "seed": seed,
+        "adapter": None if adapter is None else str(adapter),
+        "test_size": len(test),
+        "test": classification_metrics(logits, [item.label for item in items], task),
+    }
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_predictions(out / PREDICTIONS_FILE, test, logits, task.labels)
+        atomic_write_json(out / RESULT_FILE, result)
+    return result

@@ -1,0 +1,32 @@
+"""Backbone loading (aliases, GGUF, local folders, hub ids), the GGUF cache, and precision."""
+
+from dawgen.models.cache import cache_root, gguf_cache_key, gguf_cache_path
+from dawgen.models.loading import (
+    DEFAULT_MODEL,
+    LoadedModel,
+    ModelLoadError,
+    SourceKind,
+    detect_family,
+    ensure_pad_token,
+    find_builtin_gguf,
+    load_model,
+)
+from dawgen.models.precision import autocast, describe_precision, pick_device, resolve_precision
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "LoadedModel",
+    "ModelLoadError",
+    "SourceKind",
+    "autocast",
+    "cache_root",
+    "describe_precision",
+    "detect_family",
+    "ensure_pad_token",
+    "find_builtin_gguf",
+    "gguf_cache_key",
+    "gguf_cache_path",
+    "load_model",
+    "pick_device",
+    "resolve_precision",
+]

