@@ -55,7 +55,8 @@ class TaskEncoder:
                 raise TaskError(f"task {self.task.name!r}: label word {word!r} encodes to no token")
             ids.append(tokens[0])
         if len(set(ids)) != len(ids):
-            pieces = {w: self.tokenizer.convert_ids_to_tokens(i) for w, i in zip(self.task.label_words.values(), ids, strict=True)}
+            words = [self.task.label_words[label] for label in self.task.labels]
+            pieces = {w: self.tokenizer.convert_ids_to_tokens(i) for w, i in zip(words, ids, strict=True)}
             raise TaskError(
                 f"task {self.task.name!r}: label words share their first token in this tokenizer {pieces}; "
                 "choose label words that start differently"
