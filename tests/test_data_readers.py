@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from tests_support import DATA, needs_data
 
 from dawgen.data import (
     ColumnMap,
@@ -23,8 +24,6 @@ from dawgen.data import (
 )
 from dawgen.tasks import BUILTIN_TASKS
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data folder not found at {DATA}")
 NLI = ("entailment", "neutral", "contradiction")
 
 

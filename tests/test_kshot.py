@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests_support import DATA, needs_data
 
 from dawgen.data import (
     DataError,
@@ -21,8 +22,6 @@ from dawgen.data import (
 )
 from dawgen.tasks import BUILTIN_TASKS
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data folder not found at {DATA}")
 SEEDS = (13, 21, 42, 87, 100)
 SICK = BUILTIN_TASKS["SICK"]
 

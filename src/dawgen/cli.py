@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from transformers.utils import logging as transformers_logging
 
 from dawgen.classifier.config import PromptTuneConfig
 from dawgen.config import ConfigError, config_from_dict, load_yaml
 from dawgen.data.example import DataError
-from dawgen.evaluation.metrics import format_mean_std
+from dawgen.models.loading import ModelLoadError
 from dawgen.progress import console
-from dawgen.tasks import BUILTIN_TASKS, Family, TaskError, get_task
+from dawgen.tasks import BUILTIN_TASKS, Family, TaskError
 
+transformers_logging.disable_progress_bar()  # dawgen draws its own progress bars
+transformers_logging.set_verbosity_error()
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
+# errors caused by what the user gave: shown as one line, exit code 2
+USER_ERRORS = (ConfigError, DataError, TaskError, ModelLoadError, FileNotFoundError, ValueError)
 RUN_KEYS = ("task", "data", "test", "model", "out", "seed", "k", "trust_remote_code")
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML file of options (flags win).")]
 TaskOpt = Annotated[str | None, typer.Option(help="Built-in task name (see `dawgen tasks`) or a task YAML file.")]
@@ -99,10 +105,10 @@ def prompt_tune_command(
     try:
         run, rest = _split_run_options(_options(config, flags, set_))
         if "seed" in run:
-            rest["seed"] = run["seed"]
+            rest["seed"] = run.pop("seed")
         tune_config = config_from_dict(PromptTuneConfig, rest, str(config or "options"))
         outcome = api.prompt_tune(tune_config=tune_config, **run)
-    except (ConfigError, DataError, TaskError, FileNotFoundError, ValueError) as exc:
+    except USER_ERRORS as exc:
         _fail(exc)
     result = outcome.result
     console.print(_result_table([result]))
@@ -137,8 +143,12 @@ def evaluate_command(
     }  # fmt: skip
     try:
         options = _options(config, flags, None)
+        known = set(inspect.signature(api.evaluate).parameters)
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"{config or 'options'}: unknown option(s) {unknown}; known options: {sorted(known)}")
         result = api.evaluate(**options)
-    except (ConfigError, DataError, TaskError, FileNotFoundError, ValueError, TypeError) as exc:
+    except USER_ERRORS as exc:
         _fail(exc)
     console.print(_result_table([result]))
 
@@ -166,6 +176,3 @@ def _result_table(results: list[dict[str, Any]]) -> Table:
         f1 = f"{metrics['f1']:.1f}" if "f1" in metrics else "-"
         table.add_row(result["task"], result["method"], result["model"], accuracy, f1, result.get("precision", ""))
     return table
-
-
-__all__ = ["app", "format_mean_std", "get_task"]

@@ -64,15 +64,20 @@ def config_from_dict(cls: type[T], data: dict[str, Any], source: str = "config")
         raise ConfigError(f"{source}: {exc}") from None
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping (an empty file is an empty mapping)."""
+def read_yaml(path: str | Path, error: type[ValueError] = ConfigError, what: str = "config file") -> Any:
+    """Parse a YAML file; a missing file or bad YAML raises ``error`` naming the file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        raise error(f"{path}: {what} not found") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise error(f"{path}: not valid YAML: {exc}") from None
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping of options (an empty file is an empty mapping)."""
+    data = read_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -35,6 +35,8 @@ class PromptTuneConfig:
     seed: int = 13
 
     def __post_init__(self) -> None:
+        self.prompt_init = PromptInit(self.prompt_init)
+        self.optimizer = OptimizerName(self.optimizer)
         positive = ("num_virtual_tokens", "batch_size", "eval_batch_size", "max_steps", "eval_every", "max_length")
         for name in positive:
             if getattr(self, name) < 1:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dawgen.data.example import ColumnMap, DataError, Example
+from dawgen.utils.io import atomic_write_text
 
 if TYPE_CHECKING:
     from dawgen.tasks.schema import TaskSpec
@@ -335,23 +334,6 @@ def read_texts(path: str | Path, column: str | None = None) -> list[str]:
 # ---------------------------------------------------------------- writing
 
 
-def _atomic_write(path: str | Path, text: str) -> Path:
-    """Write ``text`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_examples_tsv(path: str | Path, examples: Sequence[Example]) -> Path:
     """Write ``text_a[, text_b], label`` as an LM-BFF-style TSV (atomically). Texts may not hold tabs/newlines."""
     pair = any(example.text_b is not None for example in examples)
@@ -363,11 +345,11 @@ def write_examples_tsv(path: str | Path, examples: Sequence[Example]) -> Path:
             if any(c in value for c in "\t\r\n"):
                 raise DataError("a TSV field cannot hold a tab or newline; use JSONL", path=path, row=row, field=name)
         lines.append("\t".join(fields[name] for name in header))
-    return _atomic_write(path, "\n".join(lines) + "\n")
+    return atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def write_examples_jsonl(path: str | Path, examples: Sequence[Example]) -> Path:
     """Write one ``{"text_a", ["text_b",] "label"}`` object per line (atomically)."""
     records = ({"text_a": e.text_a, "text_b": e.text_b, "label": e.label} for e in examples)
     lines = (json.dumps({k: v for k, v in r.items() if v is not None}, ensure_ascii=False) + "\n" for r in records)
-    return _atomic_write(path, "".join(lines))
+    return atomic_write_text(path, "".join(lines))

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from dawgen.config import read_yaml
 from dawgen.data.example import ColumnMap
 from dawgen.tasks.schema import Family, GeneratorText, TaskError, TaskSpec
 
@@ -79,14 +80,7 @@ BUILTIN_TASKS: dict[str, TaskSpec] = _builtin_tasks()
 
 def load_task_file(path: str | Path) -> TaskSpec:
     """Load a user task from a YAML file holding one task mapping."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TaskError(f"{path}: task file not found") from None
-    except yaml.YAMLError as exc:
-        raise TaskError(f"{path}: not valid YAML: {exc}") from None
-    return task_from_dict(raw, str(path))
+    return task_from_dict(read_yaml(path, TaskError, "task file"), str(path))
 
 
 def get_task(name_or_path: str | Path | TaskSpec) -> TaskSpec:

@@ -1,0 +1,106 @@
+"""The command line, end to end on a tiny model and the shipped demo data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dawgen.cli import app
+from dawgen.constants import ADAPTER_DIR, PREDICTIONS_FILE, RESULT_FILE
+from dawgen.data.sources import demo_dir
+from dawgen.tasks import Family
+
+runner = CliRunner()
+DEMO = demo_dir()
+TASK = str(DEMO / "task.yaml")
+TEST = str(DEMO / "test.tsv")
+
+
+def invoke(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def fails(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 2, result.output
+    return " ".join(result.output.split())
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dirs) -> str:
+    return str(tiny_model_dirs[Family.DECODER])
+
+
+@pytest.fixture(scope="module")
+def tuned_run(tiny, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    config = out / "run.yaml"
+    config.write_text(f"task: {TASK}\ndata: {DEMO}\nmodel: {tiny}\nmax_steps: 5\nnum_virtual_tokens: 2\n")
+    invoke("prompt-tune", "--config", str(config), "--steps", "2", "--eval-every", "1", "--test", TEST,
+           "--out", str(out), "--precision", "fp32", "--set", "batch_size=4")  # fmt: skip
+    return out
+
+
+def test_help_of_every_command():
+    for command in ("tasks", "prompt-tune", "evaluate", "demo"):
+        assert "Usage" in invoke(command, "--help")
+
+
+def test_tasks_lists_the_table():
+    output = invoke("tasks")
+    for name in ("QQP", "MRPC", "MNLI", "SNLI", "QNLI", "RTE", "SICK"):
+        assert name in output
+
+
+def test_prompt_tune_flags_override_the_yaml(tuned_run):
+    result = json.loads((tuned_run / RESULT_FILE).read_text())
+    assert result["config"]["max_steps"] == 2  # the flag beat the YAML's 5
+    assert result["config"]["batch_size"] == 4  # from --set
+    assert result["config"]["num_virtual_tokens"] == 2  # from the YAML
+    assert 0 <= result["test"]["accuracy"] <= 100
+    assert (tuned_run / ADAPTER_DIR / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.parametrize("method", ["zero-shot", "in-context", "prompt"])
+def test_evaluate_methods(method, tiny, tuned_run, tmp_path):
+    extra = {"in-context": ["--data", str(DEMO)], "prompt": ["--adapter", str(tuned_run / ADAPTER_DIR)]}
+    invoke("evaluate", "--task", TASK, "--test", TEST, "--model", tiny, "--method", method, "--out", str(tmp_path),
+           "--precision", "fp32", *extra.get(method, []))  # fmt: skip
+    result = json.loads((tmp_path / RESULT_FILE).read_text())
+    assert result["method"] == method and result["test_size"] == 150
+    assert len((tmp_path / PREDICTIONS_FILE).read_text().splitlines()) == 150
+
+
+def test_unknown_option_is_a_clear_error(tiny):
+    output = fails("prompt-tune", "--task", TASK, "--data", str(DEMO), "--model", tiny, "--set", "learning_rat=0.1")
+    assert "unknown option(s) ['learning_rat']" in output
+
+
+def test_bad_option_value(tiny):
+    output = fails("prompt-tune", "--task", TASK, "--data", str(DEMO), "--model", tiny, "--optimizer", "sgd")
+    assert "'sgd' is not one of adafactor, adamw" in output
+
+
+def test_bad_data_names_file_row_and_field(tiny, tmp_path):
+    lines = (DEMO / "train.tsv").read_text().splitlines()
+    fields = lines[3].split("\t")
+    lines[3] = "\t".join([*fields[:-1], "maybe"])
+    (tmp_path / "train.tsv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "dev.tsv").write_text((DEMO / "dev.tsv").read_text())
+    output = fails(
+        "prompt-tune", "--task", TASK, "--data", str(tmp_path), "--model", tiny, "--out", str(tmp_path / "o")
+    )
+    assert "train.tsv, row 3, field 'label'" in output and "maybe" in output
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_task_and_missing_model(tiny, tmp_path):
+    assert "unknown task 'NOPE'" in fails("evaluate", "--task", "NOPE", "--test", TEST, "--model", tiny)
+    assert "no-such-model" in fails(
+        "evaluate", "--task", TASK, "--test", TEST, "--model", str(tmp_path / "no-such-model")
+    )
