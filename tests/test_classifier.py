@@ -161,8 +161,9 @@ def test_resume_after_interrupt_matches_uninterrupted_run(tiny_model_dirs, tmp_p
     resumed = PromptTrainer(scorer, config, tmp_path)
     best = resumed.train(items, items)
     torch.testing.assert_close(best, reference)
-    steps = [json.loads(line)["step"] for line in (tmp_path / METRICS_FILE).read_text().splitlines()]
-    assert steps == [3, 6, 9, 10]
+    records = [json.loads(line) for line in (tmp_path / METRICS_FILE).read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "eval"] == [3, 6, 9, 10]
+    assert [r["step"] for r in records if r["kind"] == "step"] == list(range(1, 11))
 
 
 def test_prompt_tune_writes_a_complete_run(tiny_model_dirs, tmp_path):

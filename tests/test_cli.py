@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dawgen.cli import app
-from dawgen.constants import ADAPTER_DIR, PREDICTIONS_FILE, RESULT_FILE
+from dawgen.constants import ADAPTER_DIR, METRICS_FILE, PREDICTIONS_FILE, RESULT_FILE, TRAINING_PLOT
 from dawgen.data.sources import demo_dir
 from dawgen.tasks import Family
 
@@ -104,3 +104,28 @@ def test_unknown_task_and_missing_model(tiny, tmp_path):
     assert "no-such-model" in fails(
         "evaluate", "--task", TASK, "--test", TEST, "--model", str(tmp_path / "no-such-model")
     )
+
+
+def test_prompt_tune_with_synthetic_data_paired_with_surgery(tiny, tmp_path):
+    rows = [{"text_a": "A cat sleeps on the mat.", "text_b": t, "label": lab, "generator": "test"}
+            for t, lab in (("A cat rests.", "entailment"), ("A dog barks.", "not_entailment"))] * 4  # fmt: skip
+    rows.append({"text_a": "Same text.", "text_b": "Same text.", "label": "entailment"})  # a verbatim copy
+    synthetic = tmp_path / "syn.jsonl"
+    synthetic.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    invoke("prompt-tune", "--task", TASK, "--data", str(DEMO), "--model", tiny, "--synthetic", str(synthetic),
+           "--steps", "4", "--eval-every", "2", "--virtual-tokens", "2", "--syn-batch-size", "2", "--eps", "0.5",
+           "--precision", "fp32", "--out", str(out))  # fmt: skip
+    result = json.loads((out / RESULT_FILE).read_text())
+    assert result["combine"] == "paired" and result["surgery"] is True and result["config"]["eps"] == 0.5
+    assert result["synthetic"] == {"size": 8, "per_label": {"entailment": 4, "not_entailment": 4}, "dropped_copies": 1}
+    assert 0.0 <= result["conflict_rate"] <= 1.0
+    assert (out / TRAINING_PLOT).stat().st_size > 10_000
+    records = [json.loads(line) for line in (out / METRICS_FILE).read_text().splitlines()]
+    assert all({"cosine", "conflict", "real_loss", "syn_loss"} <= set(r) for r in records if r["kind"] == "step")
+
+
+def test_surgery_needs_paired(tiny):
+    output = fails("prompt-tune", "--task", TASK, "--data", str(DEMO), "--model", tiny, "--combine", "merged",
+                   "--surgery")  # fmt: skip
+    assert "gradient surgery needs combine 'paired'" in output

@@ -9,6 +9,7 @@ from dawgen.classifier.config import PromptTuneConfig
 from dawgen.classifier.run import TuneOutcome
 from dawgen.classifier.run import prompt_tune as _prompt_tune
 from dawgen.data.sources import demo_dir, demo_task, load_fewshot, load_test
+from dawgen.data.synthetic import load_synthetic
 from dawgen.evaluation.run import EvalMethod
 from dawgen.evaluation.run import evaluate as _evaluate
 from dawgen.models.loading import DEFAULT_MODEL, load_model
@@ -22,20 +23,24 @@ def prompt_tune(
     data: str | Path,
     model: str = DEFAULT_MODEL,
     test: str | Path | None = None,
+    synthetic: str | Path | None = None,
+    drop_copies: bool = True,
     out: str | Path | None = None,
     k: int = 16,
     trust_remote_code: bool = False,
     tune_config: PromptTuneConfig | None = None,
     show_progress: bool = True,
 ) -> TuneOutcome:
-    """Prompt-tune ``model`` on the k-shot split in ``data`` (seed = ``tune_config.seed``)."""
+    """Prompt-tune ``model`` on the k-shot split in ``data`` (seed = ``tune_config.seed``),
+    with a ``synthetic`` set (verbatim copies dropped) combined as ``tune_config.combine`` says."""
     spec = get_task(task)
     config = tune_config or PromptTuneConfig()
     split = load_fewshot(spec, data, seed=config.seed, k=k)
     test_examples = load_test(spec, test) if test else []
+    syn = load_synthetic(spec, synthetic, drop_copies=drop_copies) if synthetic else None
     loaded = load_model(model, trust_remote_code=trust_remote_code)
     return _prompt_tune(
-        loaded, spec, split.train, split.dev, test=test_examples, config=config, out_dir=out,
+        loaded, spec, split.train, split.dev, synthetic=syn, test=test_examples, config=config, out_dir=out,
         show_progress=show_progress,
     )  # fmt: skip
 

@@ -23,7 +23,7 @@ app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pret
 
 # errors caused by what the user gave: shown as one line, exit code 2
 USER_ERRORS = (ConfigError, DataError, TaskError, ModelLoadError, FileNotFoundError, ValueError)
-RUN_KEYS = ("task", "data", "test", "model", "out", "seed", "k", "trust_remote_code")
+RUN_KEYS = ("task", "data", "test", "synthetic", "drop_copies", "model", "out", "seed", "k", "trust_remote_code")
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML file of options (flags win).")]
 TaskOpt = Annotated[str | None, typer.Option(help="Built-in task name (see `dawgen tasks`) or a task YAML file.")]
 ModelOpt = Annotated[
@@ -82,6 +82,21 @@ def prompt_tune_command(
     model: ModelOpt = None,
     out: OutOpt = None,
     seed: SeedOpt = None,
+    synthetic: Annotated[
+        Path | None, typer.Option(help="Synthetic set: dawgen JSONL or FewGen gen-train.json (copies dropped).")
+    ] = None,
+    combine: Annotated[
+        str | None,
+        typer.Option(
+            help="real, syn, merged, merged_ls, real_then_syn, syn_then_real, paired (default: "
+            "real, or paired with surgery when --synthetic is given)."
+        ),
+    ] = None,
+    surgery: Annotated[
+        bool | None, typer.Option("--surgery/--no-surgery", help="Gradient surgery (paired only).")
+    ] = None,
+    eps: Annotated[float | None, typer.Option(help="Weight of the synthetic gradient in paired steps.")] = None,
+    syn_batch_size: Annotated[int | None, typer.Option(help="Synthetic batch size (paired).")] = None,
     steps: Annotated[int | None, typer.Option(help="Training steps (max_steps).")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
@@ -93,14 +108,15 @@ def prompt_tune_command(
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, ...")] = None,
     set_: SetOpt = None,
 ) -> None:
-    """Prompt-tune a frozen classifier on few-shot data (the paper's Prompt Tuning baseline)."""
+    """Prompt-tune a frozen classifier on few-shot data, optionally with synthetic data."""
     from dawgen import api
 
     flags = {
         "task": task, "data": data, "test": test, "model": model, "out": out, "seed": seed,
         "max_steps": steps, "learning_rate": lr, "batch_size": batch_size, "num_virtual_tokens": virtual_tokens,
         "optimizer": optimizer, "label_smoothing": label_smoothing, "eval_every": eval_every,
-        "precision": precision, "device": device,
+        "precision": precision, "device": device, "synthetic": synthetic, "combine": combine, "surgery": surgery,
+        "eps": eps, "syn_batch_size": syn_batch_size,
     }  # fmt: skip
     try:
         run, rest = _split_run_options(_options(config, flags, set_))

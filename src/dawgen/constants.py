@@ -5,3 +5,4 @@ CHECKPOINT_DIR = "checkpoint"  # resumable training state, removed when a run co
 METRICS_FILE = "metrics.jsonl"  # one JSON record per evaluation
 RESULT_FILE = "result.json"  # the finished run: settings, dev and test metrics, timings
 PREDICTIONS_FILE = "predictions.jsonl"
+TRAINING_PLOT = "training.png"  # losses, gradient agreement, dev accuracy

@@ -71,12 +71,36 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def epoch_batches(items: Sequence[Encoded], batch_size: int, seed: int) -> Iterator[list[Encoded]]:
-    """An endless stream of length-bucketed batches; epoch ``e`` is shuffled with ``(seed, e)``."""
+def one_epoch(items: Sequence[Encoded], batch_size: int, seed: int, epoch: int) -> list[list[Encoded]]:
+    """The length-bucketed batches of epoch ``epoch``, shuffled with ``(seed, epoch)``."""
     lengths = [len(item.input_ids) for item in items]
+    rng = np.random.default_rng([seed, epoch])
+    return [[items[i] for i in batch] for batch in bucketed_order(lengths, batch_size, rng)]
+
+
+def epoch_batches(items: Sequence[Encoded], batch_size: int, seed: int) -> Iterator[list[Encoded]]:
+    """An endless stream of length-bucketed batches, epoch after epoch."""
     epoch = 0
     while True:
-        rng = np.random.default_rng([seed, epoch])
-        for batch in bucketed_order(lengths, batch_size, rng):
-            yield [items[i] for i in batch]
+        yield from one_epoch(items, batch_size, seed, epoch)
         epoch += 1
+
+
+def balanced_batches(items: Sequence[Encoded], batch_size: int, seed: int, num_labels: int) -> Iterator[list[Encoded]]:
+    """An endless stream of label-balanced batches: ``batch_size // num_labels`` items of every
+    label (at least one), each label cycling through its own reshuffled examples."""
+    per_label = max(1, batch_size // num_labels)
+    rng = np.random.default_rng([seed, 1])
+    pools = [[item for item in items if item.label == label] for label in range(num_labels)]
+    missing = [label for label, pool in enumerate(pools) if not pool]
+    if missing:
+        raise ValueError(f"label-balanced batches need examples of every label; none of label index {missing}")
+    queues: list[list[Encoded]] = [[] for _ in pools]
+    while True:
+        batch = []
+        for pool, queue in zip(pools, queues, strict=True):
+            while len(queue) < per_label:
+                queue += [pool[i] for i in rng.permutation(len(pool))]
+            batch += queue[:per_label]
+            del queue[:per_label]
+        yield batch

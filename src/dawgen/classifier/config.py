@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from dawgen.classifier.combine import Combine
 from dawgen.classifier.soft_prompt import PromptInit
+
+DEFAULT_MERGED_LABEL_SMOOTHING = 0.1
 
 
 class OptimizerName(StrEnum):
@@ -15,7 +18,11 @@ class OptimizerName(StrEnum):
 
 @dataclass
 class PromptTuneConfig:
-    """Prompt tuning of a frozen classifier. Defaults: Lester et al. (Adafactor, lr 0.3)."""
+    """Prompt tuning of a frozen classifier. Defaults: Lester et al. (Adafactor, lr 0.3).
+
+    ``combine`` and ``surgery`` left at ``None`` mean: ``real`` without synthetic data, and
+    ``paired`` with gradient surgery (the paper's method) with it; see ``resolved``.
+    """
 
     num_virtual_tokens: int = 20
     prompt_init: PromptInit = PromptInit.VOCAB
@@ -33,11 +40,20 @@ class PromptTuneConfig:
     precision: str = "auto"
     device: str = "auto"
     seed: int = 13
+    combine: Combine | None = None
+    surgery: bool | None = None
+    eps: float = 1.0
+    syn_batch_size: int = 8
+    balance_synthetic: bool = True
 
     def __post_init__(self) -> None:
         self.prompt_init = PromptInit(self.prompt_init)
         self.optimizer = OptimizerName(self.optimizer)
-        positive = ("num_virtual_tokens", "batch_size", "eval_batch_size", "max_steps", "eval_every", "max_length")
+        self.combine = None if self.combine is None else Combine(self.combine)
+        positive = (
+            "num_virtual_tokens", "batch_size", "syn_batch_size", "eval_batch_size", "max_steps", "eval_every",
+            "max_length",
+        )  # fmt: skip
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -51,3 +67,17 @@ class PromptTuneConfig:
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.prompt_init is PromptInit.TEXT and not self.prompt_init_text:
             raise ValueError("prompt_init 'text' needs prompt_init_text")
+        if self.eps < 0:
+            raise ValueError(f"eps must be non-negative, got {self.eps}")
+        if self.surgery and self.combine not in (None, Combine.PAIRED):
+            raise ValueError(f"gradient surgery needs combine 'paired', not {self.combine.value!r}")
+
+    def resolved(self, has_synthetic: bool) -> PromptTuneConfig:
+        """A copy with every automatic choice made: the strategy, surgery, and label smoothing
+        for ``merged_ls``."""
+        combine = self.combine or (Combine.PAIRED if has_synthetic else Combine.REAL)
+        surgery = self.surgery if self.surgery is not None else combine is Combine.PAIRED
+        smoothing = self.label_smoothing
+        if combine is Combine.MERGED_LS and smoothing == 0:
+            smoothing = DEFAULT_MERGED_LABEL_SMOOTHING
+        return replace(self, combine=combine, surgery=surgery, label_smoothing=smoothing)

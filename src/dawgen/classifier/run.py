@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -11,13 +12,16 @@ from typing import Any
 
 import torch
 
+from dawgen.classifier.combine import Combine, plan_steps
 from dawgen.classifier.config import PromptTuneConfig
 from dawgen.classifier.scorer import VerbalizerScorer
 from dawgen.classifier.soft_prompt import load_prompt, save_prompt
 from dawgen.classifier.train import PromptTrainer
 from dawgen.config import to_dict
-from dawgen.constants import ADAPTER_DIR, RESULT_FILE
+from dawgen.constants import ADAPTER_DIR, METRICS_FILE, RESULT_FILE, TRAINING_PLOT
 from dawgen.data.example import Example
+from dawgen.data.synthetic import SyntheticSet
+from dawgen.evaluation.plots import plot_training
 from dawgen.evaluation.predict import evaluate_items
 from dawgen.models.loading import LoadedModel
 from dawgen.models.precision import describe_precision
@@ -34,27 +38,41 @@ class TuneOutcome:
     prompt: torch.Tensor
 
 
+def inputs_fingerprint(model: str, task: TaskSpec, *datasets: Sequence[Example]) -> str:
+    """A short hash of what a run reads: the model, the task and every example."""
+    digest = hashlib.sha256(f"{model}\n{task!r}".encode())
+    for examples in datasets:
+        digest.update(b"\x00")
+        for example in examples:
+            digest.update(f"{example.text_a}\t{example.text_b}\t{example.label}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def prompt_tune(
     loaded: LoadedModel,
     task: TaskSpec,
     train: Sequence[Example],
     dev: Sequence[Example],
     *,
+    synthetic: SyntheticSet | None = None,
     test: Sequence[Example] = (),
     config: PromptTuneConfig | None = None,
     out_dir: str | Path | None = None,
     show_progress: bool = True,
 ) -> TuneOutcome:
-    """Tune a soft prompt on ``train``, keep the best on ``dev``, report ``test``.
+    """Tune a soft prompt on ``train`` (and ``synthetic``, combined as ``config.combine`` says),
+    keep the best on ``dev``, report ``test``.
 
     With ``out_dir``, the run writes ``adapter/`` (PEFT), ``metrics.jsonl`` and ``result.json``,
     checkpoints as it goes, resumes after a crash, and returns the saved result when finished.
     """
-    config = config or PromptTuneConfig()
+    syn_examples = synthetic.examples if synthetic is not None else []
+    config = (config or PromptTuneConfig()).resolved(has_synthetic=bool(syn_examples))
+    inputs = inputs_fingerprint(loaded.name, task, train, dev, syn_examples)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and (out / RESULT_FILE).exists():
         saved = json.loads((out / RESULT_FILE).read_text())
-        if saved.get("config") == to_dict(config):
+        if saved.get("config") == to_dict(config) and saved.get("inputs") == inputs:
             return TuneOutcome(saved, load_prompt(out / ADAPTER_DIR))
         raise ValueError(f"{out} already holds a finished run with other settings; choose another output folder")
     if out is not None:
@@ -64,7 +82,12 @@ def prompt_tune(
         loaded, task, max_length=config.max_length, precision=config.precision, device=config.device
     )
     train_items, dev_items = scorer.encoder.encode_all(train), scorer.encoder.encode_all(dev)
-    trainer = PromptTrainer(scorer, config, out)
+    plan = plan_steps(
+        config.combine, train_items, scorer.encoder.encode_all(syn_examples), batch_size=config.batch_size,
+        syn_batch_size=config.syn_batch_size, seed=config.seed, num_labels=task.num_labels,
+        balance_synthetic=config.balance_synthetic,
+    )  # fmt: skip
+    trainer = PromptTrainer(scorer, config, out, run_key=inputs)
     started = time.perf_counter()
     with progress_bar(show_progress) as bar:
         bar_task = bar.add_task(f"prompt-tune {task.name}", total=config.max_steps, status="")
@@ -72,24 +95,37 @@ def prompt_tune(
 
         def on_step(step: int, record: dict[str, float]) -> None:
             status = f"loss {record['train_loss']:.3f}"
+            if trainer.conflict_rate is not None:
+                status += f" conflicts {trainer.conflict_rate:.0%}"
             if "dev_accuracy" in record:
                 status += f" dev {record['dev_accuracy']:.1f}"
             bar.update(bar_task, completed=step, status=status)
 
-        best = trainer.train(train_items, dev_items, on_step)
+        best = trainer.train(plan, dev_items, on_step)
         train_seconds = time.perf_counter() - started
         test_metrics = {}
         if test:
             test_metrics = evaluate_items(scorer, scorer.encoder.encode_all(test), best, bar, config.eval_batch_size)
 
     result = {
-        "method": "prompt-tuning",
+        "method": "prompt-tuning" if config.combine is Combine.REAL else f"prompt-tuning+{config.combine.value}",
         "task": task.name,
         "model": loaded.name,
         "family": loaded.family.value,
         "precision": describe_precision(scorer.device, scorer.autocast_dtype),
         "trainable_parameters": best.numel(),
+        "combine": config.combine.value,
+        "surgery": config.surgery,
+        "synthetic": None
+        if synthetic is None
+        else {
+            "size": len(syn_examples),
+            "per_label": synthetic.per_label,
+            "dropped_copies": synthetic.dropped_copies,
+        },
+        "conflict_rate": trainer.conflict_rate,
         "config": to_dict(config),
+        "inputs": inputs,
         "best_step": trainer.state.best_step,
         "dev": trainer.state.best_dev,
         "test": test_metrics,
@@ -97,6 +133,7 @@ def prompt_tune(
     }
     if out is not None:
         save_prompt(best, loaded.family, loaded.name, out / ADAPTER_DIR)
+        plot_training(out / METRICS_FILE, out / TRAINING_PLOT, f"{task.name}: {result['method']} ({loaded.name})")
         atomic_write_json(out / RESULT_FILE, result)
         trainer.discard_checkpoint()
     return TuneOutcome(result, best)

@@ -5,16 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from transformers.optimization import Adafactor
 
-from dawgen.classifier.batching import epoch_batches
+from dawgen.classifier.combine import Combine, Step, plan_steps
 from dawgen.classifier.config import OptimizerName, PromptTuneConfig
 from dawgen.classifier.encoding import Encoded
 from dawgen.classifier.scorer import VerbalizerScorer
@@ -22,9 +23,10 @@ from dawgen.classifier.soft_prompt import initial_prompt
 from dawgen.config import to_dict
 from dawgen.constants import CHECKPOINT_DIR, METRICS_FILE
 from dawgen.evaluation.metrics import classification_metrics
+from dawgen.surgery import combine
 from dawgen.utils.io import append_jsonl, atomic_dir, atomic_write_text
 
-StepCallback = Callable[[int, dict[str, float]], None]
+StepCallback = Callable[[int, dict[str, Any]], None]
 
 
 @dataclass
@@ -35,7 +37,9 @@ class TrainState:
     best_step: int = 0
     best_score: tuple[float, float] = (-1.0, 0.0)  # (dev accuracy, -dev loss), compared as a tuple
     best_dev: dict[str, float] = field(default_factory=dict)
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)  # the evaluations
+    paired_steps: int = 0
+    conflicts: int = 0
 
 
 def make_optimizer(params: list[torch.nn.Parameter], config: PromptTuneConfig) -> torch.optim.Optimizer:
@@ -59,10 +63,17 @@ class PromptTrainer:
     build on it; ``apply`` clips and takes the optimizer step.
     """
 
-    def __init__(self, scorer: VerbalizerScorer, config: PromptTuneConfig, run_dir: str | Path | None = None):
+    def __init__(
+        self,
+        scorer: VerbalizerScorer,
+        config: PromptTuneConfig,
+        run_dir: str | Path | None = None,
+        run_key: str = "",
+    ) -> None:
         self.scorer = scorer
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.run_key = run_key  # what else a checkpoint must match to be resumed (e.g. the data)
         generator = torch.Generator().manual_seed(config.seed)
         start = initial_prompt(
             scorer.model,
@@ -109,25 +120,56 @@ class PromptTrainer:
             self.state.best_score, self.state.best_step = score, self.state.step
             self.state.best_dev = metrics
             self.best_prompt = self.prompt.detach().clone()
-        return {"step": self.state.step, "train_loss": train_loss, **metrics}
+        return {"kind": "eval", "step": self.state.step, "train_loss": train_loss, **metrics}
 
     # -- the loop -----------------------------------------------------------------------------
+    def take_step(self, step: Step) -> dict[str, Any]:
+        """One optimizer step as the plan says; returns the step's diagnostics.
+
+        A ``paired`` step takes one gradient per source (two forward/backward passes, nothing
+        more) and combines them, projecting the synthetic one on conflict if surgery is on.
+        """
+        if len(step.batches) == 1:
+            ((source, batch),) = step.batches
+            grad, loss = self.gradient(batch)
+            self.apply(grad)
+            return {"source": source.value, "train_loss": loss}
+        (_, real), (_, synthetic) = step.batches
+        d_real, real_loss = self.gradient(real)
+        d_syn, syn_loss = self.gradient(synthetic)
+        result = combine(d_real, d_syn, self.config.eps, bool(self.config.surgery))
+        self.apply(result.direction)
+        self.state.paired_steps += 1
+        self.state.conflicts += int(result.conflict)
+        return {
+            "source": "paired", "train_loss": real_loss, "real_loss": real_loss, "syn_loss": syn_loss,
+            "conflict": result.conflict, "cosine": result.cosine,
+        }  # fmt: skip
+
     def train(
-        self, train: Sequence[Encoded], dev: Sequence[Encoded], on_step: StepCallback | None = None
+        self,
+        plan: Iterable[Step] | Sequence[Encoded],
+        dev: Sequence[Encoded],
+        on_step: StepCallback | None = None,
     ) -> torch.Tensor:
-        """Train for ``max_steps`` (resuming from the run folder's checkpoint if there is one),
-        evaluate on ``dev`` every ``eval_every`` steps, and return the best prompt."""
+        """Follow ``plan`` (or, given encoded examples, batches of them) for ``max_steps``,
+        resuming from the run folder's checkpoint if there is one; evaluate on ``dev`` every
+        ``eval_every`` steps and return the best prompt."""
+        if isinstance(plan, Sequence):
+            plan = plan_steps(
+                Combine.REAL, plan, batch_size=self.config.batch_size, syn_batch_size=self.config.syn_batch_size,
+                seed=self.config.seed, num_labels=self.scorer.task.num_labels,
+            )  # fmt: skip
         self._resume()
-        batches = self._batches(train)
+        steps = islice(plan, self.state.step, None)  # the plan is deterministic: skip what is done
         running, count = 0.0, 0
         while self.state.step < self.config.max_steps:
-            grad, loss = self.gradient(next(batches))
-            self.apply(grad)
+            record = self.take_step(next(steps))
             self.state.step += 1
-            running, count = running + loss, count + 1
-            at_eval = self.state.step % self.config.eval_every == 0 or self.state.step == self.config.max_steps
-            record = {"step": self.state.step, "train_loss": loss}
-            if at_eval:
+            running, count = running + record["train_loss"], count + 1
+            record = {"kind": "step", "step": self.state.step, **record}
+            self._log(record)
+            if self.state.step % self.config.eval_every == 0 or self.state.step == self.config.max_steps:
                 record = self._record_eval(dev, running / count)
                 running, count = 0.0, 0
                 self.state.history.append(record)
@@ -137,13 +179,15 @@ class PromptTrainer:
                 on_step(self.state.step, record)
         return self.best_prompt
 
-    def _batches(self, train: Sequence[Encoded]) -> Iterator[list[Encoded]]:
-        """The deterministic batch stream, advanced past the steps already taken."""
-        return islice(epoch_batches(train, self.config.batch_size, self.config.seed), self.state.step, None)
+    @property
+    def conflict_rate(self) -> float | None:
+        """Share of paired steps whose gradients conflicted (None when no step was paired)."""
+        return self.state.conflicts / self.state.paired_steps if self.state.paired_steps else None
 
     # -- run folder ---------------------------------------------------------------------------
     def _fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(to_dict(self.config), sort_keys=True).encode()).hexdigest()[:16]
+        settings = json.dumps({"config": to_dict(self.config), "key": self.run_key}, sort_keys=True)
+        return hashlib.sha256(settings.encode()).hexdigest()[:16]
 
     def _log(self, record: dict[str, float]) -> None:
         if self.run_dir is not None:
@@ -176,8 +220,10 @@ class PromptTrainer:
         saved["best_score"] = tuple(saved["best_score"])
         self.state = TrainState(**saved)
         # metrics written after the checkpoint belong to steps that will be run again
-        lines = [json.dumps(record) for record in self.state.history]
-        atomic_write_text(self.run_dir / METRICS_FILE, "".join(line + "\n" for line in lines))
+        log = self.run_dir / METRICS_FILE
+        lines = log.read_text().splitlines() if log.exists() else []
+        kept = [line + "\n" for line in lines if json.loads(line)["step"] <= self.state.step]
+        atomic_write_text(log, "".join(kept))
 
     def discard_checkpoint(self) -> None:
         if self.run_dir is not None:
