@@ -26,3 +26,12 @@ def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def rte_or_demo_synthetic(task):
+    """FewGen's RTE seed-13 synthetic set (verbatim copies dropped), or the demo test set as stand-in."""
+    from dawgen.data.sources import demo_dir
+    from dawgen.data.synthetic import load_synthetic
+
+    fewgen = SHARED_DATA / "RTE" / "fewgen-synthetic" / "16-13" / "gen-train.json"
+    return load_synthetic(task, fewgen if task.name == "RTE" and fewgen.exists() else demo_dir() / "test.tsv")

@@ -14,7 +14,7 @@ from dawgen.tasks.schema import Family, GeneratorText, TaskError, TaskSpec
 
 _FIELDS = {
     "name", "description", "labels", "label_words", "columns", "templates", "generator",
-    "pair", "f1_positive_label", "kshot_files",
+    "pair", "f1_positive_label", "kshot_files", "test_file",
 }  # fmt: skip
 _REQUIRED = {"name", "labels", "label_words", "columns", "templates"}
 
@@ -66,6 +66,7 @@ def task_from_dict(raw: dict[str, Any], source: str = "task definition") -> Task
         pair=pair,
         f1_positive_label=None if positive is None else str(positive),
         kshot_files=dict(raw.get("kshot_files") or {"train": "train.tsv", "dev": "dev.tsv"}),
+        test_file=None if raw.get("test_file") is None else str(raw["test_file"]),
     )
 
 

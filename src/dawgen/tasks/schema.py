@@ -58,6 +58,7 @@ class TaskSpec:
     pair: bool = True
     f1_positive_label: str | None = None
     kshot_files: dict[str, str] = field(default_factory=lambda: {"train": "train.tsv", "dev": "dev.tsv"})
+    test_file: str | None = None  # the evaluation set inside a data root, relative to <root>/<TASK>/
     description: str = ""
 
     def __post_init__(self) -> None:
