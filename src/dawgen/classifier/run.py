@@ -21,8 +21,9 @@ from dawgen.config import to_dict
 from dawgen.constants import ADAPTER_DIR, METRICS_FILE, RESULT_FILE, TRAINING_PLOT
 from dawgen.data.example import Example
 from dawgen.data.synthetic import SyntheticSet
+from dawgen.evaluation.metrics import classification_metrics
 from dawgen.evaluation.plots import plot_training
-from dawgen.evaluation.predict import evaluate_items
+from dawgen.evaluation.predict import predict_with_progress
 from dawgen.models.loading import LoadedModel
 from dawgen.models.precision import describe_precision
 from dawgen.progress import progress_bar
@@ -105,7 +106,9 @@ def prompt_tune(
         train_seconds = time.perf_counter() - started
         test_metrics = {}
         if test:
-            test_metrics = evaluate_items(scorer, scorer.encoder.encode_all(test), best, bar, config.eval_batch_size)
+            test_items = scorer.encoder.encode_all(test)
+            logits = predict_with_progress(scorer, test_items, best, bar, config.eval_batch_size, "test")
+            test_metrics = classification_metrics(logits, [item.label for item in test_items], task)
 
     result = {
         "method": "prompt-tuning" if config.combine is Combine.REAL else f"prompt-tuning+{config.combine.value}",
@@ -133,7 +136,8 @@ def prompt_tune(
     }
     if out is not None:
         save_prompt(best, loaded.family, loaded.name, out / ADAPTER_DIR)
-        plot_training(out / METRICS_FILE, out / TRAINING_PLOT, f"{task.name}: {result['method']} ({loaded.name})")
+        title = f"{task.name}: {result['method']} ({Path(loaded.name).name})"
+        plot_training(out / METRICS_FILE, out / TRAINING_PLOT, title)
         atomic_write_json(out / RESULT_FILE, result)
         trainer.discard_checkpoint()
     return TuneOutcome(result, best)

@@ -12,7 +12,6 @@ from rich.progress import Progress
 from dawgen.classifier.encoding import Encoded
 from dawgen.classifier.scorer import VerbalizerScorer
 from dawgen.data.example import Example
-from dawgen.evaluation.metrics import classification_metrics
 from dawgen.utils.io import atomic_write_text
 
 
@@ -26,20 +25,7 @@ def predict_with_progress(
 ) -> torch.Tensor:
     """Label-word logits for ``items``, advancing a progress bar as batches finish."""
     bar_task = bar.add_task(description, total=len(items), status="")
-    logits = scorer.predict_logits(items, prompt, batch_size, on_batch=lambda n: bar.advance(bar_task, n))
-    return logits
-
-
-def evaluate_items(
-    scorer: VerbalizerScorer,
-    items: Sequence[Encoded],
-    prompt: torch.Tensor | None,
-    bar: Progress,
-    batch_size: int = 32,
-) -> dict[str, float]:
-    """Metrics of the scorer (with ``prompt``, if any) on encoded, labelled items."""
-    logits = predict_with_progress(scorer, items, prompt, bar, batch_size, "test")
-    return classification_metrics(logits, [item.label for item in items], scorer.task)
+    return scorer.predict_logits(items, prompt, batch_size, on_batch=lambda n: bar.advance(bar_task, n))
 
 
 def write_predictions(
