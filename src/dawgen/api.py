@@ -12,6 +12,9 @@ from dawgen.data.sources import demo_dir, demo_task, load_fewshot, load_test
 from dawgen.data.synthetic import load_synthetic
 from dawgen.evaluation.run import EvalMethod
 from dawgen.evaluation.run import evaluate as _evaluate
+from dawgen.generator.config import GeneratorConfig
+from dawgen.generator.run import GeneratorOutcome
+from dawgen.generator.run import tune_generator as _tune_generator
 from dawgen.models.loading import DEFAULT_MODEL, load_model
 from dawgen.tasks.registry import get_task
 from dawgen.tasks.schema import TaskSpec
@@ -85,3 +88,26 @@ def demo(out: str | Path = "runs/demo", steps: int = 60, model: str = DEFAULT_MO
         tune_config=PromptTuneConfig(max_steps=steps, eval_every=max(1, steps // 4)),
     )  # fmt: skip
     return [zero_shot, tuned.result]
+
+
+def tune_generator(
+    *,
+    task: str | TaskSpec,
+    data: str | Path,
+    model: str = DEFAULT_MODEL,
+    out: str | Path | None = None,
+    k: int = 16,
+    trust_remote_code: bool = False,
+    generator_config: GeneratorConfig | None = None,
+    show_progress: bool = True,
+) -> GeneratorOutcome:
+    """Stage 1: tune per-label soft prompts of the causal LM ``model`` on the k-shot split in ``data``
+    (seed = ``generator_config.seed``), as ``generator_config.variant`` says (plain, fewgen, dawgen).
+    The tuned generator is ``outcome.generator``, saved under ``out/generator`` when ``out`` is given."""
+    spec = get_task(task)
+    config = generator_config or GeneratorConfig()
+    split = load_fewshot(spec, data, seed=config.seed, k=k)
+    loaded = load_model(model, trust_remote_code=trust_remote_code)
+    return _tune_generator(
+        loaded, spec, split.train, split.dev, config=config, out_dir=out, show_progress=show_progress
+    )

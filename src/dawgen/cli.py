@@ -192,3 +192,62 @@ def _result_table(results: list[dict[str, Any]]) -> Table:
         f1 = f"{metrics['f1']:.1f}" if "f1" in metrics else "-"
         table.add_row(result["task"], result["method"], result["model"], accuracy, f1, result.get("precision", ""))
     return table
+
+
+GENERATOR_RUN_KEYS = ("task", "data", "model", "out", "k", "trust_remote_code")
+
+
+@app.command("tune-generator")
+def tune_generator_command(
+    config: ConfigOpt = None,
+    task: TaskOpt = None,
+    data: DataOpt = None,
+    model: ModelOpt = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder (generator/, metrics, plot, result); resumes if present.")
+    ] = None,
+    seed: SeedOpt = None,
+    variant: Annotated[str | None, typer.Option(help="plain, fewgen or dawgen (default).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs over the few-shot set.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate of the label prompts (AdamW).")] = None,
+    prompt_tokens: Annotated[int | None, typer.Option(help="Soft-prompt length per label.")] = None,
+    per_label_batch: Annotated[int | None, typer.Option(help="Examples of every label in a batch.")] = None,
+    lambda_dist: Annotated[float | None, typer.Option(help="Weight of the distribution-aligned loss.")] = None,
+    disc_form: Annotated[str | None, typer.Option(help="L_disc form: ce (default) or ratio.")] = None,
+    dist_pairing: Annotated[str | None, typer.Option(help="L_dist negatives: label (default) or prompt.")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto, bf16 or fp32.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, ...")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Stage 1: tune per-label soft prompts of a frozen causal LM on few-shot data (DawGen, FewGen or plain)."""
+    from dawgen import api
+    from dawgen.generator.config import GeneratorConfig
+
+    flags = {
+        "task": task, "data": data, "model": model, "out": out, "seed": seed, "variant": variant, "epochs": epochs,
+        "learning_rate": lr, "num_prompt_tokens": prompt_tokens, "per_label_batch": per_label_batch,
+        "lambda_dist": lambda_dist, "disc_form": disc_form, "dist_pairing": dist_pairing, "precision": precision,
+        "device": device,
+    }  # fmt: skip
+    try:
+        options = _options(config, flags, set_)
+        run = {key: options.pop(key) for key in GENERATOR_RUN_KEYS if key in options}
+        missing = [f"--{key}" for key in ("task", "data") if key not in run]
+        if missing:
+            raise ConfigError(f"tune-generator needs {' and '.join(missing)} (a flag or a key of the config file)")
+        generator_config = config_from_dict(GeneratorConfig, options, str(config or "options"))
+        outcome = api.tune_generator(generator_config=generator_config, **run)
+    except USER_ERRORS as exc:
+        _fail(exc)
+    result = outcome.result
+    table = Table(title="generator tuning (dev split)")
+    for column in ("task", "variant", "model", "kept epoch", "dev LM loss", "label discrimination %"):
+        table.add_column(column)
+    dev = result["dev"]
+    table.add_row(
+        result["task"], result["variant"], result["model"], str(result["best_epoch"]),
+        f"{dev['dev_loss']:.3f}", f"{dev['dev_discrimination']:.1f}",
+    )  # fmt: skip
+    console.print(table)
+    if out:
+        console.print(f"generator, metrics and plot in [bold]{out}[/]")

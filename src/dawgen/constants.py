@@ -6,3 +6,4 @@ METRICS_FILE = "metrics.jsonl"  # one JSON record per evaluation
 RESULT_FILE = "result.json"  # the finished run: settings, dev and test metrics, timings
 PREDICTIONS_FILE = "predictions.jsonl"
 TRAINING_PLOT = "training.png"  # losses, gradient agreement, dev accuracy
+GENERATOR_DIR = "generator"  # a tuned generator: label prompts, weight net, generator.json

@@ -1,0 +1,105 @@
+"""Generator-tuning step cost: DawGen's and FewGen's bi-level steps against plain label-prompt tuning.
+
+Same model (SmolLM2-135M-Instruct, offline), same label-balanced batches (RTE k-shot seed 13, or the
+demo set; 2 per label), same prompt length (20) and precision ("auto": fp32 on CPUs without native
+bf16). Every variant runs in its own subprocess, so its peak resident memory (``ru_maxrss``) is its
+own; the model is loaded the same way in each.
+
+    python benchmarks/generator_step.py [--quick]
+
+Ends with `dawgen_over_plain: <ratio>` (seconds per step of dawgen over those of plain).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+VARIANTS = ("plain", "fewgen", "dawgen")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(variant: str, model: str, steps: int, per_label: int, prompt_tokens: int, threads: int) -> dict:
+    """Time ``steps`` training steps of ``variant`` after one warm-up step, on the first batches of epoch 0."""
+    import torch
+    from common import rte_or_demo_split
+
+    from dawgen.generator import GeneratorConfig, GeneratorTrainer, balanced_epoch
+    from dawgen.models.loading import load_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    task, split = rte_or_demo_split()
+    config = GeneratorConfig(variant=variant, num_prompt_tokens=prompt_tokens, per_label_batch=per_label, device="cpu")
+    trainer = GeneratorTrainer(load_model(model), task, config)
+    sequences = trainer.builder.encode_all(split.train)
+    batches = balanced_epoch(sequences, per_label, task.num_labels, config.seed, epoch=0)
+    batches = [[sequences[i] for i in batch] for batch in (batches * (steps + 1))[: steps + 1]]
+    loaded_rss = peak_rss_mb()
+    trainer.take_step(batches[0])  # warm-up
+    start = time.perf_counter()
+    for batch in batches[1:]:
+        trainer.take_step(batch)
+    seconds = (time.perf_counter() - start) / steps
+    tokens = sum(len(s.context) + len(s.target) + prompt_tokens for b in batches[1:] for s in b) / steps
+    return {
+        "variant": variant, "seconds_per_step": seconds, "peak_rss_mb": peak_rss_mb(), "rss_after_load_mb": loaded_rss,
+        "tokens_per_batch": tokens, "precision": str(trainer.objective.autocast_dtype or "fp32"),
+        "threads": torch.get_num_threads(),
+    }  # fmt: skip
+
+
+def run_variant(variant: str, args: argparse.Namespace, steps: int) -> dict:
+    """``worker`` in a fresh interpreter; its result is the last line of its output."""
+    command = [
+        sys.executable, __file__, "--worker", variant, "--model", args.model, "--steps", str(steps),
+        "--per-label-batch", str(args.per_label_batch), "--prompt-tokens", str(args.prompt_tokens),
+        "--threads", str(args.threads),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{variant} worker failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    from dawgen.models.loading import DEFAULT_MODEL
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 timed steps per variant instead of 10")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per variant")
+    parser.add_argument("--per-label-batch", type=int, default=2)
+    parser.add_argument("--prompt-tokens", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's own choice)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=argparse.SUPPRESS)  # e.g. a tiny model for a dry run
+    parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    steps = args.steps or (3 if args.quick else 10)
+    if args.worker:
+        result = worker(args.worker, args.model, steps, args.per_label_batch, args.prompt_tokens, args.threads)
+        print(json.dumps(result))
+        return
+    results = {variant: run_variant(variant, args, steps) for variant in VARIANTS}
+    plain = results["plain"]
+    print(f"{args.model}: {steps} timed steps per variant, {args.per_label_batch} per label, "
+          f"{args.prompt_tokens} prompt tokens, ~{plain['tokens_per_batch']:.0f} tokens per batch, "
+          f"{plain['precision']}, {plain['threads']} threads")  # fmt: skip
+    for name, r in results.items():
+        print(f"{name:>7}: {r['seconds_per_step']:.3f} s/step ({r['seconds_per_step'] / plain['seconds_per_step']:.2f}x"
+              f" plain), peak RSS {r['peak_rss_mb']:.0f} MB ({r['peak_rss_mb'] / plain['peak_rss_mb']:.2f}x plain;"
+              f" {r['rss_after_load_mb']:.0f} MB after loading)")  # fmt: skip
+    print(f"fewgen_over_plain: {results['fewgen']['seconds_per_step'] / plain['seconds_per_step']:.2f}")
+    print(f"dawgen_over_plain: {results['dawgen']['seconds_per_step'] / plain['seconds_per_step']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

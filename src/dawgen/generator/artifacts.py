@@ -1,0 +1,99 @@
+"""The tuned generator as a folder: label prompts and weight net in safetensors, settings in JSON.
+
+``generator.json`` names the base model (load it with ``dawgen.models.load_model``), the task and
+its labels, the variant and every hyperparameter; the prompts are [L, m, d] float32.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from dawgen.config import config_from_dict, to_dict
+from dawgen.generator.config import GeneratorConfig
+from dawgen.generator.weight_net import WeightNet
+from dawgen.utils.io import atomic_dir, atomic_write_json
+
+SETTINGS_FILE = "generator.json"
+PROMPTS_FILE = "label_prompts.safetensors"
+WEIGHT_NET_FILE = "weight_net.safetensors"
+PROMPTS_KEY = "label_prompts"
+FORMAT = 1
+
+
+@dataclass
+class TunedGenerator:
+    """Label prompts (row ``l`` belongs to ``labels[l]``), the weight net (None for ``plain``), and how
+    they were made."""
+
+    prompts: torch.Tensor
+    weight_net: WeightNet | None
+    config: GeneratorConfig
+    base_model: str
+    task: str
+    labels: tuple[str, ...]
+    connector: str
+    pair: bool
+    info: dict[str, Any] = field(default_factory=dict)  # e.g. the kept epoch and its dev metrics
+
+    def prompt_for(self, label: str) -> torch.Tensor:
+        """[m, d] the prompt of ``label``."""
+        return self.prompts[self.labels.index(label)]
+
+
+def save_generator(generator: TunedGenerator, folder: str | Path) -> Path:
+    """Write ``generator`` into ``folder`` (replaced atomically if it exists)."""
+    net = generator.weight_net
+    settings = {
+        "format": FORMAT,
+        "base_model": generator.base_model,
+        "task": generator.task,
+        "labels": list(generator.labels),
+        "connector": generator.connector,
+        "pair": generator.pair,
+        "variant": generator.config.variant.value,
+        "prompt_shape": list(generator.prompts.shape),
+        "weight_net": None if net is None else {"in_features": net.in_features, "hidden": net.hidden},
+        "config": to_dict(generator.config),
+        "info": generator.info,
+    }
+    with atomic_dir(folder) as tmp:
+        save_file({PROMPTS_KEY: generator.prompts.detach().float().cpu().contiguous()}, tmp / PROMPTS_FILE)
+        if net is not None:
+            state = {key: value.detach().cpu().contiguous() for key, value in net.state_dict().items()}
+            save_file(state, tmp / WEIGHT_NET_FILE)
+        atomic_write_json(tmp / SETTINGS_FILE, settings)
+    return Path(folder)
+
+
+def load_generator(folder: str | Path) -> TunedGenerator:
+    """Read a folder written by ``save_generator``."""
+    folder = Path(folder)
+    if not (folder / SETTINGS_FILE).is_file():
+        raise FileNotFoundError(f"{folder} holds no tuned generator ({SETTINGS_FILE} is missing)")
+    settings = json.loads((folder / SETTINGS_FILE).read_text(encoding="utf-8"))
+    if settings.get("format") != FORMAT:
+        raise ValueError(f"{folder}: generator format {settings.get('format')!r} is not {FORMAT}")
+    prompts = load_file(folder / PROMPTS_FILE)[PROMPTS_KEY]
+    if list(prompts.shape) != settings["prompt_shape"] or len(prompts) != len(settings["labels"]):
+        raise ValueError(f"{folder}: label prompts of shape {list(prompts.shape)} do not match {SETTINGS_FILE}")
+    net = None
+    if settings["weight_net"] is not None:
+        net = WeightNet(settings["weight_net"]["in_features"], settings["weight_net"]["hidden"])
+        net.load_state_dict(load_file(folder / WEIGHT_NET_FILE))
+    return TunedGenerator(
+        prompts=prompts,
+        weight_net=net,
+        config=config_from_dict(GeneratorConfig, settings["config"], str(folder / SETTINGS_FILE)),
+        base_model=settings["base_model"],
+        task=settings["task"],
+        labels=tuple(settings["labels"]),
+        connector=settings["connector"],
+        pair=settings["pair"],
+        info=settings["info"],
+    )

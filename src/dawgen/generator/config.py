@@ -1,0 +1,95 @@
+"""Settings of generator tuning (Stage 1), with the defaults of method.md."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from dawgen.models.precision import PRECISIONS
+
+
+class Variant(StrEnum):
+    """The paper's generator rows: one code path, one switch."""
+
+    PLAIN = "plain"  # unweighted LM loss on the label prompts; no weight net, no L_dist, no bi-level step
+    FEWGEN = "fewgen"  # FewGen: the weight net reads each token's discriminative loss (1 -> 100 -> 1)
+    DAWGEN = "dawgen"  # DawGen: the weight net reads hidden states (d -> 100 -> 1), plus L_dist
+
+
+class DiscForm(StrEnum):
+    """How L_disc compares a token's log-probabilities under the label prompts."""
+
+    CE = "ce"  # mean_j -log softmax_l(a_{j,l})[y]
+    RATIO = "ratio"  # mean_j -p_y / sum_l p_l (the paper's printed form)
+
+
+class DistPairing(StrEnum):
+    """Which representation is the negative of an (anchor, positive) pair in L_dist."""
+
+    LABEL = "label"  # another sample of another label, under its own prompt
+    PROMPT = "prompt"  # the positive sample itself, encoded under a wrong label's prompt
+
+
+@dataclass
+class GeneratorConfig:
+    """Generator tuning of a frozen causal LM. Defaults: method.md (FewGen's values where it says so).
+
+    The batch holds ``per_label_batch`` examples of every label. ``learning_rate`` / ``weight_decay``
+    drive AdamW on the label prompts, ``weight_net_lr`` / ``weight_net_weight_decay`` Adam on the
+    weight net, ``lookahead_lr`` (alpha) the differentiable look-ahead step.
+    """
+
+    variant: Variant = Variant.DAWGEN
+    num_prompt_tokens: int = 20
+    first_sentence_tokens: int = 100
+    max_length: int = 160  # tokens of the whole sequence, soft prompt not counted
+    per_label_batch: int = 2
+    epochs: int = 20
+    learning_rate: float = 5e-3
+    weight_decay: float = 0.0
+    weight_net_lr: float = 1e-2
+    weight_net_weight_decay: float = 1e-4
+    weight_net_hidden: int = 100
+    lookahead_lr: float = 2e-2
+    disc_form: DiscForm = DiscForm.CE
+    dist_pairing: DistPairing = DistPairing.LABEL
+    lambda_dist: float = 1.0
+    dist_margin: float = 1.0
+    eval_batch_size: int = 16
+    checkpoint_every: int = 0  # steps between checkpoints inside an epoch; 0: at the end of every epoch only
+    top_tokens: int = 5  # top-weighted tokens of one sample logged per step
+    precision: str = "auto"
+    device: str = "auto"
+    seed: int = 13
+
+    def __post_init__(self) -> None:
+        self.variant = Variant(self.variant)
+        self.disc_form = DiscForm(self.disc_form)
+        self.dist_pairing = DistPairing(self.dist_pairing)
+        at_least_one = (
+            "num_prompt_tokens", "first_sentence_tokens", "per_label_batch", "epochs", "eval_batch_size",
+            "weight_net_hidden",
+        )  # fmt: skip
+        for name in at_least_one:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_length < 2:
+            raise ValueError(f"max_length must be at least 2 (a token of context and the eos), got {self.max_length}")
+        for name in ("learning_rate", "weight_net_lr", "lookahead_lr"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("weight_decay", "weight_net_weight_decay", "lambda_dist", "dist_margin", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
+        if self.top_tokens < 0:
+            raise ValueError(f"top_tokens must be non-negative, got {self.top_tokens}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
+    @property
+    def uses_weight_net(self) -> bool:
+        return self.variant is not Variant.PLAIN
+
+    @property
+    def uses_dist(self) -> bool:
+        return self.variant is Variant.DAWGEN and self.lambda_dist > 0

@@ -1,0 +1,90 @@
+"""The losses of generator tuning, as pure functions of per-token tensors.
+
+Notation: ``N`` target tokens in a batch of ``B`` rows, ``L`` labels, hidden size ``d``;
+``label_logprobs[j, l] = a_{j,l} = log p(x_j | x_<j; Q_l)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from dawgen.generator.config import DiscForm
+
+
+def token_weights(scores: torch.Tensor) -> torch.Tensor:
+    """Weights from the weight net's scores ([N]): softmax over all target tokens of the batch, times ``N``,
+    so they are positive with mean 1 and a weighted loss keeps the unweighted loss's scale."""
+    return scores.numel() * torch.softmax(scores, dim=0)
+
+
+def lm_loss(logprob: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``mean_j w_j * -log p(x_j)`` (L_wgen); without ``weights``, the ordinary LM loss."""
+    nll = -logprob
+    return nll.mean() if weights is None else (weights * nll).mean()
+
+
+def token_disc_loss(label_logprobs: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+    """[N] ``d_j = -log softmax_l(a_{j,l})[y_j]``: how badly token ``j`` tells its label from the others."""
+    return -torch.log_softmax(label_logprobs, dim=-1).gather(1, gold[:, None]).squeeze(1)
+
+
+def disc_loss(label_logprobs: torch.Tensor, gold: torch.Tensor, form: DiscForm = DiscForm.CE) -> torch.Tensor:
+    """L_disc: ``ce`` = ``mean_j d_j``; ``ratio`` = ``mean_j -p_y / sum_l p_l`` (softmax of the log-probs)."""
+    if DiscForm(form) is DiscForm.CE:
+        return token_disc_loss(label_logprobs, gold).mean()
+    return -torch.softmax(label_logprobs, dim=-1).gather(1, gold[:, None]).mean()
+
+
+def pooled_representations(
+    hidden: torch.Tensor, scores: torch.Tensor, rows: torch.Tensor, num_rows: int
+) -> torch.Tensor:
+    """[B, d] per-sample ``z_i``: the mean of sample ``i``'s token states ``hidden`` ([N, d]) weighted by
+    the softmax of ``scores`` ([N]) over that sample's tokens (``rows`` [N] names each token's sample),
+    L2-normalised."""
+    row_max = torch.full((num_rows,), -torch.inf, dtype=scores.dtype, device=scores.device)
+    row_max = row_max.scatter_reduce(0, rows, scores, reduce="amax").detach()
+    exp = torch.exp(scores - row_max[rows])
+    totals = torch.zeros(num_rows, dtype=exp.dtype, device=exp.device).index_add(0, rows, exp)
+    weights = exp / totals[rows]
+    summed = torch.zeros(num_rows, hidden.shape[-1], dtype=hidden.dtype, device=hidden.device)
+    summed = summed.index_add(0, rows, weights[:, None].to(hidden.dtype) * hidden)
+    return F.normalize(summed, dim=-1)
+
+
+def _mean_hinge(margin: float, positive: torch.Tensor, negative: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean of ``max(0, margin - positive + negative)`` over the ``valid`` triples (0 when there are none)."""
+    hinge = torch.relu(margin - positive + negative)
+    count = valid.sum()
+    if count == 0:
+        return hinge.sum() * 0.0  # keeps the graph, so callers can always differentiate
+    return (hinge * valid).sum() / count
+
+
+def _positive_pairs(labels: torch.Tensor) -> torch.Tensor:
+    """[B, B] (i, j): same label, ``j != i``."""
+    same = labels[:, None] == labels[None, :]
+    return same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+
+
+def dist_loss_label_pairs(z: torch.Tensor, labels: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+    """L_dist over all triples (anchor i, positive j: same label, ``j != i``; negative k: another label)
+    of the normalised ``z`` ([B, d]), with cosine similarity: ``max(0, margin - D(z_i, z_j) + D(z_i, z_k))``."""
+    similarity = z @ z.T
+    positive_pairs = _positive_pairs(labels)
+    negative_pairs = labels[:, None] != labels[None, :]
+    valid = positive_pairs[:, :, None] & negative_pairs[:, None, :]  # [i, j, k]
+    return _mean_hinge(margin, similarity[:, :, None], similarity[:, None, :], valid)
+
+
+def dist_loss_prompt_pairs(z_by_label: torch.Tensor, labels: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+    """L_dist with ``dist_pairing = prompt``: ``z_by_label`` [B, L, d] holds every sample encoded under every
+    label's prompt; for anchor i and positive j (same label, ``j != i``, both under their own prompt) the
+    negative is j under each wrong label's prompt l."""
+    rows = torch.arange(len(labels), device=labels.device)
+    own = z_by_label[rows, labels]  # [B, d]
+    positive = own @ own.T  # [i, j]
+    negative = torch.einsum("id,jld->ijl", own, z_by_label)  # [i, j, l]
+    wrong_label = torch.arange(z_by_label.shape[1], device=labels.device)[None, :] != labels[:, None]  # [i, l]
+    valid = _positive_pairs(labels)[:, :, None] & wrong_label[:, None, :]
+    return _mean_hinge(margin, positive[:, :, None], negative, valid)

@@ -1,0 +1,130 @@
+"""Generator tuning, the bi-level step: the look-ahead's gradient for W, and what one step updates."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+from dawgen.data.sources import demo_dir, demo_task, load_fewshot
+from dawgen.generator import (
+    GeneratorConfig,
+    GeneratorObjective,
+    LabelPrompts,
+    SequenceBuilder,
+    collate,
+    generator_step,
+    label_texts,
+    lookahead,
+    make_weight_net,
+)
+from dawgen.models.loading import load_model
+
+TASK = demo_task()
+PROMPT_TOKENS = 3
+WEIGHTED_SETTINGS = [{"variant": "dawgen"}, {"dist_pairing": "prompt", "disc_form": "ratio"}, {"variant": "fewgen"}]
+WEIGHTED_IDS = ["dawgen", "dawgen-prompt-ratio", "fewgen"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def setup(model_dir, dtype: torch.dtype, **settings):
+    """A frozen tiny model in ``dtype``, label prompts, a weight net, and one label-balanced batch."""
+    loaded = load_model(str(model_dir))
+    model = loaded.model.to(dtype)
+    config = GeneratorConfig(num_prompt_tokens=PROMPT_TOKENS, precision="fp32", device="cpu", **settings)
+    objective = GeneratorObjective(model, config, TASK.num_labels, None)
+    prompts = LabelPrompts.from_texts(model, loaded.tokenizer, label_texts(TASK), PROMPT_TOKENS).to(dtype)
+    net = make_weight_net(config, loaded.embedding_dim)
+    weight_net = None if net is None else net.to(dtype)
+    split = load_fewshot(TASK, demo_dir())
+    examples = [split.train[0], split.train[1], split.train[20], split.train[21]]
+    sequences = SequenceBuilder(TASK, loaded.tokenizer).encode_all(examples)
+    batch = collate(sequences, PROMPT_TOKENS, loaded.tokenizer.pad_token_id)
+    return loaded, objective, prompts, weight_net, batch
+
+
+def _float64_rms_norm(self: LlamaRMSNorm, hidden: torch.Tensor) -> torch.Tensor:
+    """Llama's RMSNorm in the input's own dtype."""
+    return self.weight * (hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + self.variance_epsilon))
+
+
+@pytest.mark.parametrize("settings", WEIGHTED_SETTINGS, ids=WEIGHTED_IDS)
+def test_lookahead_gradient_matches_finite_differences(tiny_decoder_dir, settings, monkeypatch):
+    """d L_disc(Q'(W)) / dW is non-zero and agrees with central differences, in float64 throughout.
+
+    Llama's RMSNorm computes in float32 whatever the model's dtype; its rounding (~1e-7) would swamp
+    the differences of a look-ahead whose W-gradient is ~1e-5, so the test computes it in float64.
+    """
+    monkeypatch.setattr(LlamaRMSNorm, "forward", _float64_rms_norm)
+    _, objective, prompts, weight_net, batch = setup(tiny_decoder_dir, torch.float64, **settings)
+    first = weight_net.layers[0].weight
+    (grad,) = torch.autograd.grad(lookahead(objective, prompts.weight, batch, weight_net).disc, first)
+    assert grad.abs().max() > 0
+    (bias_grad,) = torch.autograd.grad(
+        lookahead(objective, prompts.weight, batch, weight_net).disc, weight_net.layers[2].bias
+    )
+    assert bias_grad.abs().item() < 1e-12  # a shift of every score leaves the softmax weights unchanged
+    eps = 1e-5
+    for index in grad.abs().flatten().topk(3).indices.tolist():
+        entry = divmod(index, first.shape[1])
+        values = []
+        for sign in (1, -1):
+            with torch.no_grad():
+                first[entry] += sign * eps
+            values.append(lookahead(objective, prompts.weight, batch, weight_net).disc.item())
+            with torch.no_grad():
+                first[entry] -= sign * eps
+        estimate = (values[0] - values[1]) / (2 * eps)
+        assert estimate == pytest.approx(grad[entry].item(), rel=1e-4, abs=1e-12)
+
+
+def test_bilevel_step_updates_prompts_and_weight_net_only(tiny_decoder_dir):
+    loaded, objective, prompts, weight_net, batch = setup(tiny_decoder_dir, torch.float32)
+    frozen = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    q_before, w_before = prompts.weight.detach().clone(), weight_net.layers[0].weight.detach().clone()
+    q_opt = torch.optim.AdamW(prompts.parameters(), lr=5e-3)
+    w_opt = torch.optim.Adam(weight_net.parameters(), lr=1e-2, weight_decay=1e-4)
+    parts, extra = generator_step(objective, prompts.weight, weight_net, q_opt, w_opt, batch)
+    assert extra["weight_net_grad_norm"] > 0 and extra["disc_lookahead"] > 0
+    assert not torch.equal(prompts.weight, q_before) and not torch.equal(weight_net.layers[0].weight, w_before)
+    assert parts.dist is not None and parts.weights.mean().item() == pytest.approx(1.0, rel=1e-5)
+    assert all(torch.equal(frozen[k], v) for k, v in loaded.model.state_dict().items())
+    assert prompts.weight.grad is None and all(p.grad is None for p in weight_net.parameters())
+
+
+@pytest.mark.parametrize("settings", WEIGHTED_SETTINGS, ids=WEIGHTED_IDS)
+def test_real_step_equals_a_fresh_computation(tiny_decoder_dir, settings):
+    """Step 3 reuses step 1's forward under Q: its gradient for Q is that of L_dawgen(Q; W_new) recomputed."""
+    _, objective, prompts, weight_net, batch = setup(tiny_decoder_dir, torch.float64, **settings)
+    q_opt = torch.optim.SGD(prompts.parameters(), lr=1.0)
+    w_opt = torch.optim.Adam(weight_net.parameters(), lr=1e-2, weight_decay=1e-4)
+    start = prompts.weight.detach().clone()
+    w_new = {}
+
+    def record_w(*_):  # runs right after the weight-net update
+        w_new.update({k: v.clone() for k, v in weight_net.state_dict().items()})
+
+    w_opt.register_step_post_hook(record_w)
+    generator_step(objective, prompts.weight, weight_net, q_opt, w_opt, batch)
+    q = start.clone().requires_grad_()
+    weight_net.load_state_dict(w_new)
+    fresh = objective.loss(objective.score(q, batch), batch, weight_net, train_weight_net=False).total
+    (grad,) = torch.autograd.grad(fresh, q)
+    torch.testing.assert_close(prompts.weight.detach(), start - grad)
+
+
+def test_plain_step_has_no_weight_net(tiny_decoder_dir):
+    _, objective, prompts, weight_net, batch = setup(tiny_decoder_dir, torch.float32, variant="plain")
+    assert weight_net is None
+    q_opt = torch.optim.AdamW(prompts.parameters(), lr=5e-3)
+    before = prompts.weight.detach().clone()
+    parts, extra = generator_step(objective, prompts.weight, None, q_opt, None, batch)
+    assert extra == {} and parts.weights is None and parts.dist is None
+    assert not torch.equal(prompts.weight, before)
