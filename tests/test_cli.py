@@ -129,3 +129,9 @@ def test_surgery_needs_paired(tiny):
     output = fails("prompt-tune", "--task", TASK, "--data", str(DEMO), "--model", tiny, "--combine", "merged",
                    "--surgery")  # fmt: skip
     assert "gradient surgery needs combine 'paired'" in output
+
+
+def test_missing_required_options_are_named():
+    assert "missing option(s) --task, --data" in fails("prompt-tune")
+    assert "missing option(s) --test" in fails("evaluate", "--task", "RTE")
+    assert "missing option(s) --data" in fails("tune-generator", "--task", "RTE")

@@ -50,8 +50,18 @@ def _options(config_file: Path | None, flags: dict[str, Any], sets: list[str] | 
     return options
 
 
-def _split_run_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    run = {key: options.pop(key) for key in RUN_KEYS if key in options}
+def _require(options: dict[str, Any], *keys: str) -> None:
+    missing = [f"--{key}" for key in keys if options.get(key) is None]
+    if missing:
+        raise ConfigError(f"missing option(s) {', '.join(missing)} (a flag or a key of the config file)")
+
+
+def _split_run_options(
+    options: dict[str, Any], required: tuple[str, ...], keys: tuple[str, ...] = RUN_KEYS
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The run's options (data, model, ...) apart from the training config's; ``required`` must be given."""
+    _require(options, *required)
+    run = {key: options.pop(key) for key in keys if key in options}
     return run, options
 
 
@@ -119,7 +129,7 @@ def prompt_tune_command(
         "eps": eps, "syn_batch_size": syn_batch_size,
     }  # fmt: skip
     try:
-        run, rest = _split_run_options(_options(config, flags, set_))
+        run, rest = _split_run_options(_options(config, flags, set_), ("task", "data"))
         if "seed" in run:
             rest["seed"] = run.pop("seed")
         tune_config = config_from_dict(PromptTuneConfig, rest, str(config or "options"))
@@ -159,6 +169,7 @@ def evaluate_command(
     }  # fmt: skip
     try:
         options = _options(config, flags, None)
+        _require(options, "task", "test")
         known = set(inspect.signature(api.evaluate).parameters)
         unknown = sorted(set(options) - known)
         if unknown:
@@ -230,11 +241,7 @@ def tune_generator_command(
         "device": device,
     }  # fmt: skip
     try:
-        options = _options(config, flags, set_)
-        run = {key: options.pop(key) for key in GENERATOR_RUN_KEYS if key in options}
-        missing = [f"--{key}" for key in ("task", "data") if key not in run]
-        if missing:
-            raise ConfigError(f"tune-generator needs {' and '.join(missing)} (a flag or a key of the config file)")
+        run, options = _split_run_options(_options(config, flags, set_), ("task", "data"), GENERATOR_RUN_KEYS)
         generator_config = config_from_dict(GeneratorConfig, options, str(config or "options"))
         outcome = api.tune_generator(generator_config=generator_config, **run)
     except USER_ERRORS as exc:
