@@ -87,3 +87,20 @@ def smollm2(smollm2_gguf: Path):
     from dawgen.models import DEFAULT_MODEL, load_model
 
     return load_model(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's tests on one thread (tiny models: thread start-up costs more than it gives)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_decoder_dir: Path):
+    """The tiny decoder, loaded once per test module."""
+    from dawgen.models.loading import load_model
+
+    return load_model(str(tiny_decoder_dir))

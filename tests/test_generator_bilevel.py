@@ -26,12 +26,7 @@ WEIGHTED_SETTINGS = [{"variant": "dawgen"}, {"dist_pairing": "prompt", "disc_for
 WEIGHTED_IDS = ["dawgen", "dawgen-prompt-ratio", "fewgen"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def setup(model_dir, dtype: torch.dtype, **settings):

@@ -19,23 +19,12 @@ from dawgen.generator.losses import (
 )
 from dawgen.generator.prompts import every_label_passes, own_label_passes, score_targets
 from dawgen.generator.weight_net import make_weight_net
-from dawgen.models.loading import load_model
 
 TASK = demo_task()
 PROMPT_TOKENS = 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def loaded(tiny_decoder_dir):
-    return load_model(str(tiny_decoder_dir))
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

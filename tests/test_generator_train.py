@@ -24,17 +24,7 @@ TRAIN = [*SPLIT.train[:4], *SPLIT.train[16:20]]  # 4 per label: 2 steps per epoc
 DEV = [*SPLIT.dev[:3], *SPLIT.dev[16:19]]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def loaded(tiny_decoder_dir):
-    return load_model(str(tiny_decoder_dir))
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_config(**overrides) -> GeneratorConfig:

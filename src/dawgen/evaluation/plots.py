@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 
-def _smooth(values: list[float], window: int) -> list[float]:
+def running_mean(values: list[float], window: int) -> list[float]:
     """Running mean over the last ``window`` values."""
     out, total = [], 0.0
     for i, value in enumerate(values):
@@ -20,11 +20,15 @@ def _smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
+def read_metrics(metrics_file: str | Path) -> tuple[list[dict], list[dict]]:
+    """The step records and the evaluation records of a run's ``metrics.jsonl``."""
+    records = [json.loads(line) for line in Path(metrics_file).read_text().splitlines() if line.strip()]
+    return [r for r in records if r.get("kind") == "step"], [r for r in records if r.get("kind") == "eval"]
+
+
 def plot_training(metrics_file: str | Path, png: str | Path, title: str = "") -> Path:
     """Write a PNG of the run's ``metrics.jsonl``: one panel per kind of curve present."""
-    records = [json.loads(line) for line in Path(metrics_file).read_text().splitlines() if line.strip()]
-    steps = [r for r in records if r.get("kind") == "step"]
-    evals = [r for r in records if r.get("kind") == "eval"]
+    steps, evals = read_metrics(metrics_file)
     paired = [r for r in steps if "cosine" in r]
     panels = 2 + bool(paired)
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6), squeeze=False)
@@ -34,9 +38,9 @@ def plot_training(metrics_file: str | Path, png: str | Path, title: str = "") ->
     ax = axes[0]
     if paired:
         for key, label in (("real_loss", "real batch"), ("syn_loss", "synthetic batch")):
-            ax.plot([r["step"] for r in paired], _smooth([r[key] for r in paired], window), label=label)
+            ax.plot([r["step"] for r in paired], running_mean([r[key] for r in paired], window), label=label)
     else:
-        ax.plot([r["step"] for r in steps], _smooth([r["train_loss"] for r in steps], window), label="train")
+        ax.plot([r["step"] for r in steps], running_mean([r["train_loss"] for r in steps], window), label="train")
     ax.set(title="training loss (running mean)", xlabel="step", ylabel="cross-entropy")
     ax.legend()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import matplotlib
 import torch
 
+from dawgen.evaluation.plots import read_metrics, running_mean
 from dawgen.generator.bilevel import GeneratorObjective
 from dawgen.generator.sequences import GenBatch, GenSequence, collate
 
@@ -74,19 +74,9 @@ def dev_metrics(
     }
 
 
-def _running_mean(values: list[float], window: int) -> list[float]:
-    out, total = [], 0.0
-    for i, value in enumerate(values):
-        total += value - (values[i - window] if i >= window else 0.0)
-        out.append(total / min(i + 1, window))
-    return out
-
-
 def plot_generator_training(metrics_file: str | Path, png: str | Path, title: str = "") -> Path:
     """A PNG of a generator run's ``metrics.jsonl``: the losses, the token weights, and dev per epoch."""
-    records = [json.loads(line) for line in Path(metrics_file).read_text().splitlines() if line.strip()]
-    steps = [r for r in records if r.get("kind") == "step"]
-    evals = [r for r in records if r.get("kind") == "eval"]
+    steps, evals = read_metrics(metrics_file)
     weighted = [r for r in steps if "weight_entropy_ratio" in r]
     panels = 2 + bool(weighted)
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6), squeeze=False)
@@ -97,7 +87,7 @@ def plot_generator_training(metrics_file: str | Path, png: str | Path, title: st
     for key, label in (("lm", "L_wgen (LM)"), ("dist", "L_dist"), ("disc_lookahead", "L_disc(Q')")):
         points = [r for r in steps if r.get(key) is not None]
         if points:
-            ax.plot([r["step"] for r in points], _running_mean([r[key] for r in points], window), label=label)
+            ax.plot([r["step"] for r in points], running_mean([r[key] for r in points], window), label=label)
     ax.set(title="training losses (running mean)", xlabel="step")
     ax.legend()
 
