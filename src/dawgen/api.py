@@ -16,6 +16,10 @@ from dawgen.generator.config import GeneratorConfig
 from dawgen.generator.run import GeneratorOutcome
 from dawgen.generator.run import tune_generator as _tune_generator
 from dawgen.models.loading import DEFAULT_MODEL, load_model
+from dawgen.synthesis.config import GenerationConfig
+from dawgen.synthesis.generate import GenerationOutcome
+from dawgen.synthesis.generate import generate_synthetic as _generate_synthetic
+from dawgen.synthesis.quality import inspect_synthetic as _inspect_synthetic
 from dawgen.tasks.registry import get_task
 from dawgen.tasks.schema import TaskSpec
 
@@ -111,3 +115,42 @@ def tune_generator(
     return _tune_generator(
         loaded, spec, split.train, split.dev, config=config, out_dir=out, show_progress=show_progress
     )
+
+
+def generate_synthetic(
+    *,
+    generator: str | Path,
+    out: str | Path,
+    pool: str | Path | None = None,
+    pool_column: str | None = None,
+    task: str | TaskSpec | None = None,
+    model: str | None = None,
+    generation_config: GenerationConfig | None = None,
+    show_progress: bool = True,
+) -> GenerationOutcome:
+    """Stage 2: generate ``generation_config.per_label`` filtered samples per label with the tuned generator
+    folder ``generator`` into the JSON Lines file ``out`` (plus ``<stem>.summary.json`` and
+    ``<stem>.rejected.jsonl``). Pair tasks take first sentences from ``pool`` (a file, a data root or
+    ``hf:NAME``; the demo task has its own). Resumes an interrupted run; under ``accelerate launch`` every
+    process takes a share of the batches."""
+    return _generate_synthetic(
+        generator, out, generation_config, pool=pool, pool_column=pool_column, task=task, model=model,
+        show_progress=show_progress,
+    )  # fmt: skip
+
+
+def inspect_synthetic(
+    synthetic: str | Path,
+    *,
+    real: str | Path,
+    task: str | TaskSpec | None = None,
+    seed: int = 13,
+    k: int = 16,
+    out: str | Path | None = None,
+    sample: int = 200,
+    embeddings: bool = True,
+) -> dict[str, Any]:
+    """Quality of a synthetic set (dawgen's or FewGen's) against the k-shot training split in ``real``:
+    label balance, copies, distinct-1/2, self-BLEU, lengths and MiniLM embedding similarity; written
+    as ``quality.json`` and ``quality.png`` into ``out`` when given."""
+    return _inspect_synthetic(synthetic, real, task=task, seed=seed, k=k, out=out, sample=sample, embeddings=embeddings)

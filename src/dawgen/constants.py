@@ -7,3 +7,5 @@ RESULT_FILE = "result.json"  # the finished run: settings, dev and test metrics,
 PREDICTIONS_FILE = "predictions.jsonl"
 TRAINING_PLOT = "training.png"  # losses, gradient agreement, dev accuracy
 GENERATOR_DIR = "generator"  # a tuned generator: label prompts, weight net, generator.json
+QUALITY_REPORT = "quality.json"  # a synthetic set compared with the real few-shot data
+QUALITY_PLOT = "quality.png"

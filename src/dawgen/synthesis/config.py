@@ -1,0 +1,92 @@
+"""Settings of label-conditioned generation (Stage 2), with the defaults of method.md."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from dawgen.models.precision import PRECISIONS
+
+
+class Decoding(StrEnum):
+    SAMPLE = "sample"  # nucleus sampling with temperature (method.md's default)
+    GREEDY = "greedy"  # argmax at every step (the paper's formula; FewGen's setting for pair tasks)
+
+
+class DedupKey(StrEnum):
+    """What makes two samples duplicates (the later one, by sample index, is dropped)."""
+
+    TEXT = "text"  # the same generated text for the same label (covers the same (text_a, text_b, label) too)
+    PAIR = "pair"  # the same (text_a, text_b, label)
+    NONE = "none"
+
+
+class Reject(StrEnum):
+    """Why a generated sample was dropped; every reason is counted in the summary."""
+
+    NO_EOS = "no_eos"  # no eos within max_new_tokens: the text did not end
+    EMPTY = "empty"
+    NEWLINE = "newline"
+    COPY = "copy"  # a copy or near-copy of the first sentence
+    INCONSISTENT = "label_inconsistent"  # another label's prompt explains the sample as well or better
+    DUPLICATE = "duplicate"
+
+
+@dataclass
+class GenerationConfig:
+    """Generation of ``per_label`` kept samples for every label from a tuned generator.
+
+    ``repetition_penalty`` None takes each label's penalty from the task table (1.0 where it names
+    none); a number applies to every label. Filtered samples are replaced in up to ``top_up_rounds``
+    further rounds with new first sentences (pair tasks use each pool sentence at most once per
+    label unless ``reuse_pool``). ``copy_threshold``: Jaccard overlap of the lower-cased word sets of
+    the two sentences at or above which the second counts as a copy of the first.
+    """
+
+    per_label: int = 5000
+    decoding: Decoding = Decoding.SAMPLE
+    top_p: float = 0.9
+    temperature: float = 0.8
+    max_new_tokens: int = 50
+    repetition_penalty: float | None = None
+    batch_size: int = 32
+    copy_threshold: float = 0.9
+    dedup: DedupKey = DedupKey.TEXT
+    label_consistency: bool = False
+    consistency_margin: float = 0.0  # in mean log-prob per token
+    top_up_rounds: int = 2
+    reuse_pool: bool = False
+    reuse_prompt_cache: bool = True  # compute each label prompt's keys/values once (False: every batch)
+    first_sentence_tokens: int | None = None  # None: the generator's own setting
+    precision: str = "auto"
+    device: str = "auto"
+    seed: int = 13
+
+    def __post_init__(self) -> None:
+        self.decoding = Decoding(self.decoding)
+        self.dedup = DedupKey(self.dedup)
+        for name in ("per_label", "max_new_tokens", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.first_sentence_tokens is not None and self.first_sentence_tokens < 1:
+            raise ValueError(f"first_sentence_tokens must be at least 1, got {self.first_sentence_tokens}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive (use decoding 'greedy' for argmax), got {self.temperature}")
+        if self.repetition_penalty is not None and self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be positive, got {self.repetition_penalty}")
+        if not 0 < self.copy_threshold <= 1:
+            raise ValueError(f"copy_threshold must be in (0, 1], got {self.copy_threshold}")
+        if self.top_up_rounds < 0:
+            raise ValueError(f"top_up_rounds must be non-negative, got {self.top_up_rounds}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.decoding is Decoding.GREEDY
+
+    def penalty_for(self, label: str, table: dict[str, float]) -> float:
+        """The repetition penalty of ``label``: this config's, else the task table's, else 1.0 (none)."""
+        return self.repetition_penalty if self.repetition_penalty is not None else table.get(label, 1.0)

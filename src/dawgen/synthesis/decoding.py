@@ -1,0 +1,227 @@
+"""Batched decoding under one label prompt: the prompt's keys/values computed once, then a KV-cached loop.
+
+Every row is ``[label prompt (m vectors)][pad ...][context tokens][generated ...]``: the prompt's cache
+is copied to the batch size, the left-padded contexts are prefilled with positions that continue
+after the prompt and skip the pads, then one token per step. Rows leave the batch when they emit eos.
+Each row draws its random numbers from its own ``torch.Generator`` (seeded from the run seed and the
+sample's index), so what a sample becomes does not depend on which batch it is in.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import DynamicCache
+
+from dawgen.models.precision import autocast
+
+NUCLEUS_CANDIDATES = (256, 4096)  # the nucleus is looked for among the top tokens first (a full sort is slow on CPU)
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How one batch is decoded (one label: its repetition penalty)."""
+
+    eos_token_id: int
+    pad_token_id: int
+    greedy: bool = False
+    top_p: float = 0.9
+    temperature: float = 0.8
+    repetition_penalty: float = 1.0  # CTRL-style, over the row's context and generated tokens
+    max_new_tokens: int = 50
+    min_new_tokens: int = 0  # eos is forbidden before this many tokens (benchmarks use it to fix lengths)
+
+
+@dataclass(frozen=True)
+class GeneratedRow:
+    """What one row produced."""
+
+    tokens: list[int]  # the generated tokens, eos not included
+    finished: bool  # whether the row emitted eos within max_new_tokens
+    logprob_sum: float  # log-probability of the tokens (and of eos when finished) under the unprocessed model
+
+    @property
+    def mean_logprob(self) -> float:
+        scored = len(self.tokens) + int(self.finished)
+        return self.logprob_sum / scored if scored else 0.0
+
+
+def row_seed(run_seed: int, sample_index: int) -> int:
+    """The seed of one sample's random stream, from the run seed and the sample's index."""
+    return int(np.random.SeedSequence([run_seed, sample_index]).generate_state(1)[0])
+
+
+def _forward(model: Any, cache: Any, attention: torch.Tensor, positions: torch.Tensor, **inputs: Any) -> torch.Tensor:
+    """The next-token logits (float32) after feeding ``inputs`` on top of ``cache``."""
+    out = model(
+        **inputs, attention_mask=attention, position_ids=positions, past_key_values=cache, use_cache=True,
+        logits_to_keep=1,
+    )  # fmt: skip
+    return out.logits[:, -1].float()
+
+
+class PromptCache:
+    """One label prompt run through the frozen LM once: its keys/values and the logits after it."""
+
+    def __init__(self, model: Any, prompt: torch.Tensor, autocast_dtype: torch.dtype | None = None) -> None:
+        device = model.device
+        self.prompt = prompt.to(device=device, dtype=model.dtype)
+        self.length = int(prompt.shape[0])
+        positions = torch.arange(self.length, device=device)[None]
+        attention = torch.ones(1, self.length, dtype=torch.long, device=device)
+        self.cache = DynamicCache(config=model.config)
+        with torch.no_grad(), autocast(device, autocast_dtype):
+            self.last_logits = _forward(model, self.cache, attention, positions, inputs_embeds=self.prompt[None])[0]
+
+    def expanded(self, batch_size: int) -> DynamicCache:
+        """A fresh copy of the cache for ``batch_size`` rows (the original stays untouched)."""
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(batch_size)
+        return cache
+
+
+def left_pad(contexts: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, C]`` token ids padded on the left, and their mask."""
+    width = max(len(c) for c in contexts)
+    ids = torch.full((len(contexts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(contexts), width), dtype=torch.long)
+    for row, context in enumerate(contexts):
+        if context:
+            ids[row, width - len(context) :] = torch.tensor(context, dtype=torch.long)
+            mask[row, width - len(context) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _prefill(
+    model: Any, prompt: PromptCache | torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor]:
+    """Logits after each row's context, the cache, the attention mask so far and the next positions."""
+    batch, device = ids.shape[0], ids.device
+    length = prompt.length if isinstance(prompt, PromptCache) else int(prompt.shape[0])
+    attention = torch.cat([torch.ones(batch, length, dtype=torch.long, device=device), mask], dim=1)
+    positions = (length + mask.cumsum(-1) - 1).clamp(min=length)  # real tokens continue after the prompt
+    next_positions = length + mask.sum(-1)
+    if isinstance(prompt, PromptCache):
+        cache = prompt.expanded(batch)
+        if ids.shape[1] == 0:  # nothing to add to the prompt (single-sentence task without bos)
+            return prompt.last_logits.expand(batch, -1), cache, attention, next_positions
+        return _forward(model, cache, attention, positions, input_ids=ids), cache, attention, next_positions
+    prompt = prompt.to(device=device, dtype=model.dtype)
+    embeds = torch.cat([prompt.expand(batch, -1, -1), model.get_input_embeddings()(ids)], dim=1)
+    all_positions = torch.cat([torch.arange(length, device=device).expand(batch, -1), positions], dim=1)
+    cache = DynamicCache(config=model.config)
+    return _forward(model, cache, attention, all_positions, inputs_embeds=embeds), cache, attention, next_positions
+
+
+def penalise_repeats(scores: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's repetition penalty on the tokens in ``seen``: positive logits divided, negative ones multiplied."""
+    if penalty == 1.0:
+        return scores
+    return torch.where(seen, torch.where(scores > 0, scores / penalty, scores * penalty), scores)
+
+
+def _inverse_cdf(values: torch.Tensor, indices: torch.Tensor, uniform: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Sample from probabilities sorted in descending order, cut to the smallest prefix of mass >= top_p."""
+    keep = (values.cumsum(-1) - values) < top_p  # the mass before the token is still short of top_p
+    kept = values * keep
+    cdf = kept.cumsum(-1)
+    position = torch.searchsorted(cdf, uniform[:, None] * cdf[:, -1:], right=True)
+    position = position.clamp(max=keep.sum(-1, keepdim=True) - 1)
+    return indices.gather(-1, position).squeeze(-1)
+
+
+def nucleus_sample(probs: torch.Tensor, uniform: torch.Tensor, top_p: float) -> torch.Tensor:
+    """One token per row by top-p sampling with the given uniforms; exact, but sorts only what it needs:
+    each row's nucleus is looked for among its top 256 tokens, then 4096, then all of them."""
+    vocab = probs.shape[-1]
+    if top_p >= 1.0:
+        cdf = probs.cumsum(-1)
+        position = torch.searchsorted(cdf, uniform[:, None] * cdf[:, -1:], right=True)
+        return position.clamp(max=vocab - 1).squeeze(-1)
+    chosen = torch.empty(len(probs), dtype=torch.long, device=probs.device)
+    pending = torch.arange(len(probs), device=probs.device)
+    for size in sorted({min(size, vocab) for size in (*NUCLEUS_CANDIDATES, vocab)}):
+        rows_probs = probs[pending]
+        if size < vocab:
+            values, indices = rows_probs.topk(size, dim=-1)
+            found = values.sum(-1) >= top_p
+        else:  # a full sort is faster than topk of everything
+            values, indices = rows_probs.sort(dim=-1, descending=True)
+            found = torch.ones_like(pending, dtype=torch.bool)
+        rows = pending[found]
+        chosen[rows] = _inverse_cdf(values[found], indices[found], uniform[rows], top_p)
+        pending = pending[~found]
+        if len(pending) == 0:
+            break
+    return chosen
+
+
+def _choose(scores: torch.Tensor, settings: SamplingSettings, generators: list[torch.Generator]) -> torch.Tensor:
+    if settings.greedy:
+        return scores.argmax(-1)
+    probs = torch.softmax(scores / settings.temperature, dim=-1)
+    uniform = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in generators]).to(probs)
+    return nucleus_sample(probs, uniform, settings.top_p)
+
+
+@torch.no_grad()
+def generate_batch(
+    model: Any,
+    prompt: PromptCache | torch.Tensor,
+    contexts: Sequence[Sequence[int]],
+    seeds: Sequence[int],
+    settings: SamplingSettings,
+    autocast_dtype: torch.dtype | None = None,
+) -> list[GeneratedRow]:
+    """Continue every context under one label prompt: a ``PromptCache`` (reused) or the [m, d] prompt
+    itself (its keys/values are then computed again for this batch). ``seeds``: one per row."""
+    device = model.device
+    batch = len(contexts)
+    ids, mask = left_pad(contexts, settings.pad_token_id, device)
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    tokens = torch.full((batch, settings.max_new_tokens), -1, dtype=torch.long, device=device)
+    logprobs = torch.zeros(batch, settings.max_new_tokens, device=device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    active = torch.arange(batch, device=device)  # the original row of every row still generating
+    with autocast(device, autocast_dtype):
+        logits, cache, attention, positions = _prefill(model, prompt, ids, mask)
+        seen = torch.zeros(logits.shape, dtype=torch.bool, device=device)  # the tokens the penalty applies to
+        for row, context in enumerate(contexts):
+            seen[row, list(context)] = True
+        for step in range(settings.max_new_tokens):
+            scores = penalise_repeats(logits, seen, settings.repetition_penalty)
+            if step < settings.min_new_tokens:
+                scores = scores.index_fill(1, torch.tensor([settings.eos_token_id], device=device), -torch.inf)
+            chosen = _choose(scores, settings, generators)
+            tokens[active, step] = chosen
+            chosen_logits = logits.gather(1, chosen[:, None]).squeeze(1)
+            logprobs[active, step] = chosen_logits - torch.logsumexp(logits, dim=-1)
+            done = chosen == settings.eos_token_id
+            finished[active[done]] = True
+            if step + 1 == settings.max_new_tokens or bool(done.all()):
+                break
+            if bool(done.any()):  # drop finished rows from the batch
+                keep = (~done).nonzero().squeeze(1)
+                cache.batch_select_indices(keep)
+                active, chosen, positions, seen = active[keep], chosen[keep], positions[keep], seen[keep]
+                attention = attention[keep]
+                generators = [generators[i] for i in keep.tolist()]
+            seen[torch.arange(len(active), device=device), chosen] = True
+            attention = torch.cat([attention, attention.new_ones(len(active), 1)], dim=1)
+            logits = _forward(model, cache, attention, positions[:, None], input_ids=chosen[:, None])
+            positions = positions + 1
+    return _rows(tokens.cpu(), logprobs.cpu(), finished.cpu(), settings.eos_token_id)
+
+
+def _rows(tokens: torch.Tensor, logprobs: torch.Tensor, finished: torch.Tensor, eos: int) -> list[GeneratedRow]:
+    rows = []
+    for row_tokens, row_logprobs, row_finished in zip(tokens.tolist(), logprobs, finished.tolist(), strict=True):
+        produced = [t for t in row_tokens if t != -1]
+        text_tokens = produced[:-1] if row_finished else produced  # without the eos
+        rows.append(GeneratedRow(text_tokens, row_finished, float(row_logprobs[: len(produced)].sum())))
+    return rows

@@ -1,0 +1,203 @@
+"""Stage 2 as one call: a tuned generator and a pool in, a filtered synthetic set out.
+
+Sharded with ``accelerate``: every process (``accelerate launch --num_processes N -m dawgen.cli
+generate ...``; on CPUs ``accelerate launch --multi_gpu --num_processes N ... --device cpu`` or
+``torchrun --nproc_per_node N -m dawgen.cli generate ...``, as accelerate's ``--cpu`` starts one
+process only) runs its share of each round's batches (see ``plan``) and appends to its own part file
+(see ``writer``) beside the output, so the processes must share that folder; the main process merges
+the parts. A run restarted with the same settings continues where it stopped, with any number of processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import PartialState
+
+from dawgen.config import to_dict
+from dawgen.data.sources import demo_task
+from dawgen.generator.artifacts import PROMPTS_FILE, TunedGenerator, load_generator
+from dawgen.models.loading import load_model
+from dawgen.models.precision import describe_precision, pick_device
+from dawgen.progress import progress_bar
+from dawgen.synthesis.config import GenerationConfig
+from dawgen.synthesis.plan import make_batches, plan_round, share
+from dawgen.synthesis.pool import Pool, load_pool
+from dawgen.synthesis.samples import SampleMaker
+from dawgen.synthesis.writer import (
+    PartWriter,
+    check_run_settings,
+    finalize,
+    part_path,
+    parts_dir,
+    read_parts,
+    summary_path,
+    tally,
+)
+from dawgen.tasks.registry import get_task
+from dawgen.tasks.schema import TaskSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationOutcome:
+    """A finished generation run: its summary and the synthetic set's path."""
+
+    summary: dict[str, Any]
+    path: Path
+
+
+def resolve_task(generator: TunedGenerator, task: str | TaskSpec | None) -> TaskSpec:
+    """The generator's task (``task`` overrides the name saved with it), checked against the generator."""
+    if task is None and generator.task == demo_task().name:
+        spec = demo_task()
+    else:
+        spec = get_task(task if task is not None else generator.task)
+    if tuple(spec.labels) != tuple(generator.labels) or spec.pair != generator.pair:
+        raise ValueError(
+            f"task {spec.name!r} (labels {list(spec.labels)}) does not match the generator's "
+            f"(task {generator.task!r}, labels {list(generator.labels)})"
+        )
+    if spec.pair and spec.generator.connector != generator.connector:
+        raise ValueError(
+            f"task {spec.name!r} joins the sentences with {spec.generator.connector!r}, "
+            f"but the generator was tuned with {generator.connector!r}"
+        )
+    return spec
+
+
+def generator_id(folder: str | Path) -> str:
+    """A short content hash of a tuned generator's label prompts."""
+    return hashlib.sha256((Path(folder) / PROMPTS_FILE).read_bytes()).hexdigest()[:12]
+
+
+def _process_state(config: GenerationConfig) -> tuple[PartialState, torch.device]:
+    cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
+    state = PartialState(cpu=cpu)
+    device = state.device if state.num_processes > 1 else pick_device(config.device)
+    return state, device
+
+
+def _saved_summary(out: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The summary of a finished run with the same settings; an error if it had other settings."""
+    path = summary_path(out)
+    if not (path.exists() and out.exists()):
+        return None
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    if summary.get("settings") != settings:
+        raise ValueError(f"{out} already holds a finished generation run with other settings; choose another --out")
+    return summary
+
+
+def generate_synthetic(
+    generator_dir: str | Path,
+    out: str | Path,
+    config: GenerationConfig | None = None,
+    *,
+    pool: str | Path | None = None,
+    pool_column: str | None = None,
+    task: str | TaskSpec | None = None,
+    model: str | None = None,
+    show_progress: bool = True,
+) -> GenerationOutcome:
+    """Generate ``config.per_label`` filtered samples per label with the tuned generator in ``generator_dir``.
+
+    Sentence-pair tasks condition on first sentences from ``pool`` (a file, a data root, ``hf:NAME``;
+    the demo task's own pool by default). ``model`` overrides the base model saved with the generator.
+    """
+    config = config or GenerationConfig()
+    out = Path(out)
+    generator = load_generator(generator_dir)
+    spec = resolve_task(generator, task)
+    first_sentences = load_pool(spec, pool, config.seed, pool_column) if spec.pair else None
+    model_spec = model or generator.base_model
+    gen_id = generator_id(generator_dir)
+    settings = {
+        "generator": gen_id, "model": model_spec, "task": spec.name,
+        "pool": None if first_sentences is None else [first_sentences.source, len(first_sentences.sentences)],
+        "config": {k: v for k, v in to_dict(config).items() if k != "device"},  # resuming elsewhere is fine
+    }  # fmt: skip
+    saved = _saved_summary(out, settings)
+    if saved is not None:
+        return GenerationOutcome(saved, out)
+    _warn_if_pool_is_short(first_sentences, config)
+    state, device = _process_state(config)
+    loaded = load_model(model_spec)
+    loaded.model.to(device)
+    folder = parts_dir(out)
+    check_run_settings(folder, settings, write=state.is_main_process)  # every process raises on a mismatch
+    started = time.perf_counter()
+    with PartWriter(part_path(folder, state.process_index)) as writer:
+        state.wait_for_everyone()  # every part's partial last line is cut before anyone reads
+        before = set(read_parts(folder)) if state.is_main_process else set()
+        maker = SampleMaker(loaded, spec, generator, config, first_sentences, gen_id, device)
+        rounds = _run_rounds(state, folder, writer, maker, spec, config, first_sentences, show_progress)
+    if state.is_main_process:
+        records = sorted(read_parts(folder).values(), key=lambda r: r["index"])
+        new_tokens = sum(r["num_tokens"] for r in records if r["index"] not in before)
+        seconds = time.perf_counter() - started
+        info = {
+            "settings": settings,
+            "task": spec.name,
+            "generator": {"path": str(generator_dir), "id": gen_id, "variant": generator.config.variant.value},
+            "config": to_dict(config),
+            "precision": describe_precision(device, maker.autocast_dtype),
+            "processes": state.num_processes,
+            "rounds": rounds,
+            "this_run": {
+                "seconds": round(seconds, 2),
+                "generated_tokens": new_tokens,
+                "tokens_per_second": round(new_tokens / max(seconds, 1e-9), 1),
+            },
+        }
+        finalize(out, records, spec.labels, config.per_label, config.dedup, info)
+    state.wait_for_everyone()
+    return GenerationOutcome(json.loads(summary_path(out).read_text(encoding="utf-8")), out)
+
+
+def _warn_if_pool_is_short(pool: Pool | None, config: GenerationConfig) -> None:
+    if pool is not None and not config.reuse_pool and len(pool.sentences) < config.per_label:
+        log.warning(
+            "the pool has %d distinct first sentences, fewer than the %d samples wanted per label: each label "
+            "gets at most %d (reuse_pool lets first sentences repeat)",
+            len(pool.sentences), config.per_label, len(pool.sentences),
+        )  # fmt: skip
+
+
+def _run_rounds(
+    state: PartialState, folder: Path, writer: PartWriter, maker: SampleMaker, spec: TaskSpec,
+    config: GenerationConfig, pool: Pool | None, show_progress: bool,
+) -> int:  # fmt: skip
+    """Generate round after round until every label has its samples (or rounds or pool run out)."""
+    available = None if pool is None or config.reuse_pool else len(pool.sentences)
+    with progress_bar(show_progress and state.is_main_process) as bar:
+        bar_task = bar.add_task(f"generate {spec.name}", total=0, status="")
+        for round_index in range(config.top_up_rounds + 1):
+            records = read_parts(folder)
+            earlier = [r for r in records.values() if r["round"] < round_index]
+            items = plan_round(round_index, tally(earlier, spec.labels, config.dedup), spec.labels,
+                               config.per_label, available)  # fmt: skip
+            if not items:
+                return round_index
+            mine = share(make_batches(items, maker.context_length, config.batch_size), *_rank(state))
+            bar.update(bar_task, total=bar.tasks[0].total + sum(map(len, mine)), status=f"round {round_index}")
+            for batch in mine:
+                missing = [item for item in batch if item.index not in records]
+                if missing:  # the whole batch again: the same rows give the same samples
+                    made = maker.make(batch)
+                    writer.write(made[item.index] for item in missing)
+                bar.advance(bar_task, len(batch))
+            state.wait_for_everyone()
+    return config.top_up_rounds + 1
+
+
+def _rank(state: PartialState) -> tuple[int, int]:
+    return state.process_index, state.num_processes

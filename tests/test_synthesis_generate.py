@@ -1,0 +1,264 @@
+"""Stage 2 end to end on a tiny model: output, determinism, resume after a kill, two processes, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dawgen.cli import app
+from dawgen.data.sources import demo_task
+from dawgen.data.synthetic import load_synthetic
+from dawgen.generator import GeneratorConfig, LabelPrompts, TunedGenerator, label_texts, save_generator
+from dawgen.models.loading import DEFAULT_MODEL, load_model
+from dawgen.synthesis import GenerationConfig, generate_synthetic
+from dawgen.synthesis.writer import PartWriter, parts_dir, rejected_path, summary_path
+from dawgen.tasks import load_task_file
+
+TASK = demo_task()
+EOS_STRENGTH = 2.5  # the eos logit of an average final hidden state; about half the samples end within 12 tokens
+SMALL = {"per_label": 6, "batch_size": 4, "max_new_tokens": 12, "device": "cpu"}
+SINGLE_TASK = """
+name: tiny-sentiment
+labels: [negative, positive]
+label_words: {negative: "No", positive: "Yes"}
+columns: {text_a: sentence, label: label}
+templates: {decoder: "{text_a} Answer:{answer}"}
+generator: {descriptions: {negative: "A sad sentence.", positive: "A happy sentence."}}
+"""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def talkative_dir(tiny_decoder_dir, tmp_path_factory) -> Path:
+    """The tiny decoder with its eos row pointed along the mean final hidden state, so samples do end."""
+    loaded = load_model(str(tiny_decoder_dir))
+    model, tokenizer = loaded.model, loaded.tokenizer
+    lines = (Path(__file__).parents[1] / "src/dawgen/resources/demo/pool.txt").read_text().splitlines()[:40]
+    batch = tokenizer(lines, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        hidden = model(**batch, output_hidden_states=True).hidden_states[-1][batch["attention_mask"].bool()]
+        mean = hidden.mean(0)
+        model.get_output_embeddings().weight[tokenizer.eos_token_id] = EOS_STRENGTH * mean / mean.norm() ** 2
+    folder = tmp_path_factory.mktemp("talkative")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def make_generator(model_dir: Path, folder: Path, task=TASK, tokens: int = 4) -> Path:
+    """A generator folder with untuned label prompts (each label's description) for ``model_dir``."""
+    loaded = load_model(str(model_dir))
+    prompts = LabelPrompts.from_texts(loaded.model, loaded.tokenizer, label_texts(task), tokens).weight.detach()
+    config = GeneratorConfig(variant="plain", num_prompt_tokens=tokens)
+    generator = TunedGenerator(
+        prompts, None, config, str(model_dir), task.name, task.labels, task.generator.connector, task.pair
+    )
+    return save_generator(generator, folder)
+
+
+@pytest.fixture(scope="module")
+def generator_dir(talkative_dir, tmp_path_factory) -> Path:
+    return make_generator(talkative_dir, tmp_path_factory.mktemp("gen") / "generator")
+
+
+@pytest.fixture(scope="module")
+def reference(generator_dir, tmp_path_factory):
+    """One uninterrupted single-process run with the small settings."""
+    out = tmp_path_factory.mktemp("reference") / "syn.jsonl"
+    return generate_synthetic(generator_dir, out, GenerationConfig(**SMALL), show_progress=False)
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def same_run(summary: dict, other: dict, also: tuple[str, ...] = ()) -> bool:
+    """Equal summaries apart from this session's timing and the file names (and the keys in ``also``)."""
+    drop = ("this_run", "files", *also)
+    return {k: v for k, v in summary.items() if k not in drop} == {k: v for k, v in other.items() if k not in drop}
+
+
+def test_output_is_complete_readable_and_counted(reference):
+    summary, out = reference.summary, reference.path
+    records = [json.loads(line) for line in lines(out)]
+    rejected = [json.loads(line) for line in lines(rejected_path(out))]
+    assert summary["rounds"] >= 2 and summary["filters"]["no_eos"] > 0  # filtered samples were replaced
+    assert [r["index"] for r in records] == sorted(r["index"] for r in records)
+    assert set(records[0]) >= {"text_a", "text_b", "label", "generator", "seed", "index", "mean_logprob"}
+    assert not set(records[0]) & {"reject", "round", "slot"}
+    assert all(r["reject"] in summary["filters"] and r["reject"] != "label_inconsistent" for r in rejected)
+    for label, counts in summary["labels"].items():
+        written = [r for r in records if r["label"] == label]
+        assert len(written) == counts["written"] <= 6
+        assert counts["attempted"] == counts["written"] + counts["surplus"] + sum(counts["rejected"].values())
+        assert counts["written"] + counts["shortfall"] == 6
+    assert summary["attempted"] == len(records) + len(rejected) + sum(c["surplus"] for c in summary["labels"].values())
+    assert all(r["text_b"] and "\n" not in r["text_b"] and r["text_b"] != r["text_a"] for r in records)
+    pool = set((Path(demo_task.__code__.co_filename).parents[1] / "resources/demo/pool.txt").read_text().splitlines())
+    assert all(r["text_a"] in pool for r in records)
+    synthetic = load_synthetic(TASK, out, drop_copies=False)
+    assert synthetic.per_label == {label: c["written"] for label, c in summary["labels"].items()}
+    assert not parts_dir(out).exists() and summary_path(out).exists()
+
+
+def test_fixed_seed_gives_the_same_output_and_another_seed_does_not(generator_dir, reference, tmp_path):
+    again = generate_synthetic(generator_dir, tmp_path / "a.jsonl", GenerationConfig(**SMALL), show_progress=False)
+    assert lines(again.path) == lines(reference.path) and same_run(again.summary, reference.summary)
+    other = generate_synthetic(
+        generator_dir, tmp_path / "b.jsonl", GenerationConfig(**SMALL, seed=14), show_progress=False
+    )
+    assert lines(other.path) != lines(reference.path)
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL."""
+
+
+def die_during_write(monkeypatch, call: int) -> dict[str, int]:
+    """The ``call``-th batch write gets half of its lines and half a line out, then the process dies."""
+    original, calls = PartWriter.write, {"n": 0}
+
+    def write(self, records):
+        records = list(records)
+        calls["n"] += 1
+        if calls["n"] == call:
+            original(self, records[: len(records) // 2])
+            self._handle.write(json.dumps(records[-1])[:20])
+            self._handle.flush()
+            raise Killed
+        original(self, records)
+
+    monkeypatch.setattr(PartWriter, "write", write)
+    return calls
+
+
+@pytest.mark.parametrize("die_at", [2, 5])  # in the first round; in the first top-up round
+def test_resume_after_a_kill_gives_the_uninterrupted_output(generator_dir, reference, tmp_path, monkeypatch, die_at):
+    out = tmp_path / "syn.jsonl"
+    die_during_write(monkeypatch, die_at)
+    with pytest.raises(Killed):
+        generate_synthetic(generator_dir, out, GenerationConfig(**SMALL), show_progress=False)
+    part = next(parts_dir(out).glob("part-*.jsonl"))
+    assert not part.read_text().endswith("\n") and not out.exists()
+    monkeypatch.undo()
+    resumed = generate_synthetic(generator_dir, out, GenerationConfig(**SMALL), show_progress=False)
+    assert lines(out) == lines(reference.path)
+    assert lines(rejected_path(out)) == lines(rejected_path(reference.path))
+    assert same_run(resumed.summary, reference.summary)
+    assert resumed.summary["this_run"]["generated_tokens"] < reference.summary["this_run"]["generated_tokens"]
+
+
+def test_runs_refuse_other_settings(generator_dir, reference, tmp_path, monkeypatch):
+    out = tmp_path / "syn.jsonl"
+    die_during_write(monkeypatch, 1)
+    with pytest.raises(Killed):
+        generate_synthetic(generator_dir, out, GenerationConfig(**SMALL), show_progress=False)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="other settings"):
+        generate_synthetic(generator_dir, out, GenerationConfig(**{**SMALL, "top_p": 0.5}), show_progress=False)
+    finished = generate_synthetic(generator_dir, reference.path, GenerationConfig(**SMALL), show_progress=False)
+    assert finished.summary == reference.summary  # a finished run is returned, not generated again
+    with pytest.raises(ValueError, match="other settings"):
+        generate_synthetic(generator_dir, reference.path, GenerationConfig(**SMALL, seed=3), show_progress=False)
+
+
+def test_label_consistency_scores_agree_with_decoding(generator_dir, tmp_path):
+    config = GenerationConfig(**{**SMALL, "per_label": 8}, label_consistency=True, top_up_rounds=0)
+    outcome = generate_synthetic(generator_dir, tmp_path / "syn.jsonl", config, show_progress=False)
+    written = [json.loads(line) for line in lines(outcome.path)]
+    rejected = [json.loads(line) for line in lines(rejected_path(outcome.path))]
+    inconsistent = [r for r in rejected if r["reject"] == "label_inconsistent"]
+    assert written and inconsistent == [r for r in rejected if "label_margin" in r]
+    assert all(r["label_margin"] >= 0 for r in written) and all(r["label_margin"] < 0 for r in inconsistent)
+    for r in written + inconsistent:  # teacher-forced under the own prompt = what decoding measured
+        assert r["label_logprobs"][r["label"]] == pytest.approx(r["mean_logprob"], abs=2e-4)
+    assert outcome.summary["filters"]["label_inconsistent"] == len(inconsistent)
+
+
+def test_single_sentence_task_generates_from_the_prompt_alone(talkative_dir, tmp_path):
+    (tmp_path / "task.yaml").write_text(SINGLE_TASK)
+    task = load_task_file(tmp_path / "task.yaml")
+    generator = make_generator(talkative_dir, tmp_path / "gen", task)
+    config = GenerationConfig(**{**SMALL, "per_label": 3})
+    outcome = generate_synthetic(generator, tmp_path / "syn.jsonl", config, task=tmp_path / "task.yaml")
+    records = [json.loads(line) for line in lines(outcome.path)]
+    assert records and all("text_b" not in r and "overlap" not in r for r in records)
+    assert outcome.summary["settings"]["pool"] is None
+    assert len(load_synthetic(task, outcome.path).examples) == len(records)
+    with pytest.raises(ValueError, match="does not match"):
+        generate_synthetic(generator, tmp_path / "x.jsonl", config, task=TASK)
+
+
+def test_first_sentences_are_cut_to_the_token_budget(generator_dir, talkative_dir, tmp_path):
+    config = GenerationConfig(**{**SMALL, "per_label": 2}, first_sentence_tokens=3, top_up_rounds=0)
+    outcome = generate_synthetic(generator_dir, tmp_path / "syn.jsonl", config, show_progress=False)
+    records = [json.loads(line) for line in lines(outcome.path) + lines(rejected_path(outcome.path))]
+    tokenizer = load_model(str(talkative_dir)).tokenizer
+    pool = (Path(demo_task.__code__.co_filename).parents[1] / "resources/demo/pool.txt").read_text().splitlines()
+    for r in records:  # text_a is what the sample was conditioned on: the first 3 tokens of a pool sentence
+        assert len(tokenizer(r["text_a"], add_special_tokens=False)["input_ids"]) <= 3
+        assert any(sentence.startswith(r["text_a"]) for sentence in pool)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def small_flags(generator: Path, out: Path) -> list[str]:
+    return ["generate", "--generator", str(generator), "--out", str(out), "--per-label", "6", "--batch-size", "4",
+            "--max-new-tokens", "12", "--device", "cpu"]  # fmt: skip
+
+
+def test_two_processes_write_what_one_process_writes(generator_dir, reference, tmp_path):
+    out = tmp_path / "syn.jsonl"
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                "--main_process_port", str(free_port()), "-m", "dawgen.cli"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([*launcher, *small_flags(generator_dir, out)], env=env, capture_output=True, text=True,
+                          timeout=240)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(summary_path(out).read_text())
+    assert summary["processes"] == 2
+    assert set(lines(out)) == set(lines(reference.path)) and lines(out) == lines(reference.path)
+    assert same_run(summary, reference.summary, also=("precision", "processes"))  # "fp32 on cpu:0" there
+
+
+def test_cli_generate(generator_dir, reference, tmp_path):
+    out = tmp_path / "syn.jsonl"
+    result = CliRunner().invoke(app, [*small_flags(generator_dir, out), "--set", "top_up_rounds=2"])
+    assert result.exit_code == 0, result.output
+    assert "written" in result.output and lines(out) == lines(reference.path)
+    missing = CliRunner().invoke(app, ["generate", "--out", str(out)])
+    assert missing.exit_code == 2 and "--generator" in missing.output
+    bad = CliRunner().invoke(app, [*small_flags(generator_dir, tmp_path / "x.jsonl"), "--top-p", "2"])
+    assert bad.exit_code == 2 and "top_p" in bad.output
+
+
+@pytest.mark.slow
+def test_smollm2_generates_with_untuned_prompts(smollm2, tmp_path):
+    """The real model end to end: label prompts from the descriptions (no tuning), demo pool, a few samples."""
+    folder = make_generator(DEFAULT_MODEL, tmp_path / "generator", tokens=20)
+    config = GenerationConfig(per_label=3, batch_size=3, max_new_tokens=30, top_up_rounds=0, label_consistency=True)
+    outcome = generate_synthetic(folder, tmp_path / "syn.jsonl", config, show_progress=False)
+    summary = outcome.summary
+    assert summary["attempted"] == 6 and summary["settings"]["model"] == DEFAULT_MODEL
+    records = [json.loads(line) for line in lines(outcome.path) + lines(rejected_path(outcome.path))]
+    assert len(records) == 6 and all(r["text_b"] is not None for r in records)
