@@ -27,12 +27,7 @@ LABELS = ("entailment", "not_entailment")
 PREMISE = "The bus driver waited an extra minute for an elderly man."
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
