@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import types
 import typing
 from enum import Enum
@@ -90,3 +92,9 @@ def to_dict(config: Any) -> dict[str, Any]:
     return {
         key: (value.value if isinstance(value, Enum) else value) for key, value in dataclasses.asdict(config).items()
     }
+
+
+def settings_fingerprint(config: Any, key: str = "") -> str:
+    """A short hash of a config (and any other ``key`` a run must match), to check a checkpoint belongs to it."""
+    settings = json.dumps({"config": to_dict(config), "key": key}, sort_keys=True)
+    return hashlib.sha256(settings.encode()).hexdigest()[:16]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Callable, Iterable, Sequence
@@ -20,11 +19,11 @@ from dawgen.classifier.config import OptimizerName, PromptTuneConfig
 from dawgen.classifier.encoding import Encoded
 from dawgen.classifier.scorer import VerbalizerScorer
 from dawgen.classifier.soft_prompt import initial_prompt
-from dawgen.config import to_dict
+from dawgen.config import settings_fingerprint
 from dawgen.constants import CHECKPOINT_DIR, METRICS_FILE
 from dawgen.evaluation.metrics import classification_metrics
 from dawgen.surgery import combine
-from dawgen.utils.io import append_jsonl, atomic_dir, atomic_write_text
+from dawgen.utils.io import append_jsonl, atomic_dir, atomic_write_text, truncate_jsonl
 
 StepCallback = Callable[[int, dict[str, Any]], None]
 
@@ -186,8 +185,7 @@ class PromptTrainer:
 
     # -- run folder ---------------------------------------------------------------------------
     def _fingerprint(self) -> str:
-        settings = json.dumps({"config": to_dict(self.config), "key": self.run_key}, sort_keys=True)
-        return hashlib.sha256(settings.encode()).hexdigest()[:16]
+        return settings_fingerprint(self.config, self.run_key)
 
     def _log(self, record: dict[str, float]) -> None:
         if self.run_dir is not None:
@@ -220,10 +218,7 @@ class PromptTrainer:
         saved["best_score"] = tuple(saved["best_score"])
         self.state = TrainState(**saved)
         # metrics written after the checkpoint belong to steps that will be run again
-        log = self.run_dir / METRICS_FILE
-        lines = log.read_text().splitlines() if log.exists() else []
-        kept = [line + "\n" for line in lines if json.loads(line)["step"] <= self.state.step]
-        atomic_write_text(log, "".join(kept))
+        truncate_jsonl(self.run_dir / METRICS_FILE, self.state.step)
 
     def discard_checkpoint(self) -> None:
         if self.run_dir is not None:

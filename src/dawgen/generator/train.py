@@ -3,7 +3,6 @@ resumable checkpoints (same result as an uninterrupted run)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -15,7 +14,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from dawgen.config import to_dict
+from dawgen.config import settings_fingerprint
 from dawgen.constants import CHECKPOINT_DIR, METRICS_FILE
 from dawgen.data.example import Example
 from dawgen.generator.artifacts import TunedGenerator
@@ -28,7 +27,7 @@ from dawgen.generator.weight_net import make_weight_net
 from dawgen.models.loading import LoadedModel
 from dawgen.models.precision import pick_device, resolve_precision
 from dawgen.tasks.schema import Family, TaskSpec
-from dawgen.utils.io import append_jsonl, atomic_dir, atomic_write_text
+from dawgen.utils.io import append_jsonl, atomic_dir, atomic_write_text, truncate_jsonl
 
 StepCallback = Callable[[int, dict[str, Any]], None]
 
@@ -172,8 +171,7 @@ class GeneratorTrainer:
 
     # -- run folder ---------------------------------------------------------------------------
     def _fingerprint(self) -> str:
-        settings = json.dumps({"config": to_dict(self.config), "key": self.run_key}, sort_keys=True)
-        return hashlib.sha256(settings.encode()).hexdigest()[:16]
+        return settings_fingerprint(self.config, self.run_key)
 
     def _log(self, record: dict[str, Any]) -> None:
         if self.run_dir is not None:
@@ -216,10 +214,7 @@ class GeneratorTrainer:
             self.weight_optimizer.load_state_dict(optimizers["weight_net"])
         self.state = TrainState(**saved)
         # metrics written after the checkpoint belong to steps that will be run again
-        log = self.run_dir / METRICS_FILE
-        lines = log.read_text().splitlines() if log.exists() else []
-        kept = [line + "\n" for line in lines if line.strip() and json.loads(line)["step"] <= self.state.step]
-        atomic_write_text(log, "".join(kept))
+        truncate_jsonl(self.run_dir / METRICS_FILE, self.state.step)
 
     def discard_checkpoint(self) -> None:
         if self.run_dir is not None:

@@ -125,3 +125,11 @@ def append_jsonl(path: PathLike, record: Mapping[str, Any]) -> None:
     with target.open("a", encoding="utf-8", buffering=1) as handle:
         handle.write(line)
         handle.flush()
+
+
+def truncate_jsonl(path: PathLike, last_step: int) -> None:
+    """Keep only the records of ``path`` with ``step <= last_step`` (a resumed run redoes the rest)."""
+    log = Path(path)
+    lines = log.read_text().splitlines() if log.exists() else []
+    kept = [line + "\n" for line in lines if line.strip() and json.loads(line)["step"] <= last_step]
+    atomic_write_text(log, "".join(kept))
