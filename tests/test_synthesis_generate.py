@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from dawgen.cli import app
@@ -23,7 +22,6 @@ from dawgen.synthesis.writer import PartWriter, parts_dir, rejected_path, summar
 from dawgen.tasks import load_task_file
 
 TASK = demo_task()
-EOS_STRENGTH = 2.5  # the eos logit of an average final hidden state; about half the samples end within 12 tokens
 SMALL = {"per_label": 6, "batch_size": 4, "max_new_tokens": 12, "device": "cpu"}
 SINGLE_TASK = """
 name: tiny-sentiment
@@ -36,23 +34,6 @@ generator: {descriptions: {negative: "A sad sentence.", positive: "A happy sente
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def talkative_dir(tiny_decoder_dir, tmp_path_factory) -> Path:
-    """The tiny decoder with its eos row pointed along the mean final hidden state, so samples do end."""
-    loaded = load_model(str(tiny_decoder_dir))
-    model, tokenizer = loaded.model, loaded.tokenizer
-    lines = (Path(__file__).parents[1] / "src/dawgen/resources/demo/pool.txt").read_text().splitlines()[:40]
-    batch = tokenizer(lines, return_tensors="pt", padding=True)
-    with torch.no_grad():
-        hidden = model(**batch, output_hidden_states=True).hidden_states[-1][batch["attention_mask"].bool()]
-        mean = hidden.mean(0)
-        model.get_output_embeddings().weight[tokenizer.eos_token_id] = EOS_STRENGTH * mean / mean.norm() ** 2
-    folder = tmp_path_factory.mktemp("talkative")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def make_generator(model_dir: Path, folder: Path, task=TASK, tokens: int = 4) -> Path:

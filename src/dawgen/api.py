@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dawgen.classifier.config import PromptTuneConfig
 from dawgen.classifier.run import TuneOutcome
 from dawgen.classifier.run import prompt_tune as _prompt_tune
-from dawgen.data.sources import demo_dir, demo_task, load_fewshot, load_test
+from dawgen.config import config_from_dict, load_yaml
+from dawgen.data.sources import DEMO_TASK_FILE, demo_dir, load_fewshot, load_test
 from dawgen.data.synthetic import load_synthetic
 from dawgen.evaluation.run import EvalMethod
 from dawgen.evaluation.run import evaluate as _evaluate
@@ -22,6 +23,9 @@ from dawgen.synthesis.generate import generate_synthetic as _generate_synthetic
 from dawgen.synthesis.quality import inspect_synthetic as _inspect_synthetic
 from dawgen.tasks.registry import get_task
 from dawgen.tasks.schema import TaskSpec
+
+if TYPE_CHECKING:  # the pipeline is built on this module's functions
+    from dawgen.pipeline import RunConfig
 
 
 def prompt_tune(
@@ -81,17 +85,42 @@ def evaluate(
     )  # fmt: skip
 
 
-def demo(out: str | Path = "runs/demo", steps: int = 60, model: str = DEFAULT_MODEL) -> list[dict[str, Any]]:
-    """Offline demo on the shipped dataset: zero-shot, then prompt tuning, on the same test set."""
-    out = Path(out)
-    task, data = demo_task(), demo_dir()
-    test = data / "test.tsv"
-    zero_shot = evaluate(task=task, test=test, model=model, out=out / "zero-shot")
-    tuned = prompt_tune(
-        task=task, data=data, model=model, test=test, out=out / "prompt-tuning",
-        tune_config=PromptTuneConfig(max_steps=steps, eval_every=max(1, steps // 4)),
+def run(config: RunConfig | dict[str, Any] | str | Path, *, show_progress: bool = True) -> list[dict[str, Any]]:
+    """All stages for every task, seed and method of ``config`` (a ``RunConfig``, its options, or a YAML
+    file); returns the results records (also in ``<out>/results.json``). Finished stages are skipped."""
+    from dawgen.pipeline import RunConfig, run_pipeline
+
+    if isinstance(config, str | Path):
+        config = config_from_dict(RunConfig, load_yaml(config), str(config))
+    elif isinstance(config, dict):
+        config = config_from_dict(RunConfig, config)
+    return run_pipeline(config, show_progress=show_progress)
+
+
+def demo_config(out: str | Path = "runs/demo") -> RunConfig:
+    """The offline demo: the shipped dataset, SmolLM2-135M in both roles, a budget for a 2-core CPU."""
+    from dawgen.pipeline import RunConfig
+
+    data = demo_dir()
+    return RunConfig(
+        tasks=[str(data / DEMO_TASK_FILE)], data=str(data), test=str(data / "test.tsv"), out=str(out),
+        methods=["pt", "ours"], generator={"epochs": 2, "per_label_batch": 2},
+        generation={"per_label": 48, "max_new_tokens": 32},
+        classifier={"max_steps": 40, "eval_every": 10, "batch_size": 4, "syn_batch_size": 4},
     )  # fmt: skip
-    return [zero_shot, tuned.result]
+
+
+def demo(out: str | Path = "runs/demo", *, show_progress: bool = True) -> list[dict[str, Any]]:
+    """The offline demo (``demo_config``): tune a DawGen generator on the shipped dataset, generate, and
+    compare prompt tuning on the real data (``pt``) with ours (real + synthetic, paired, gradient surgery)."""
+    return run(demo_config(out), show_progress=show_progress)
+
+
+def report(run_dir: str | Path) -> Path:
+    """Write ``report.md`` and ``report.html`` into a run folder; returns the Markdown file."""
+    from dawgen.reporting import write_report
+
+    return write_report(run_dir)[0]
 
 
 def tune_generator(

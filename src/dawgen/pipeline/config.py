@@ -1,0 +1,105 @@
+"""The settings of a whole run: tasks, data, seeds, models, methods, and each stage's options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dawgen.classifier.config import PromptTuneConfig
+from dawgen.config import ConfigError, config_from_dict
+from dawgen.generator.config import GeneratorConfig, Variant
+from dawgen.models.loading import DEFAULT_MODEL
+from dawgen.pipeline.methods import Method, parse_method
+from dawgen.synthesis.config import GenerationConfig
+from dawgen.tasks.registry import get_task
+from dawgen.tasks.schema import TaskSpec
+
+# options the run sets itself, per seed and per method
+_PER_RUN = {"generator": ("seed", "variant"), "generation": ("seed",), "classifier": ("seed", "combine", "surgery")}
+
+
+@dataclass
+class RunConfig:
+    """One YAML file of ``dawgen run``.
+
+    ``test`` and ``pool`` may hold ``{task}`` (e.g. ``data/{task}/test.tsv``); left empty, a task's test
+    file is ``<data>/<task>/<test_file of the task table>`` and its pool is the data root's (the demo
+    task brings its own). ``generator``, ``generation``, ``classifier`` and ``baselines`` (one mapping per
+    baseline method) hold the options of stages 1, 2 and 3 (see ``dawgen tune-generator --help`` etc.).
+    """
+
+    tasks: list[str] = field(default_factory=list)
+    data: str = ""
+    out: str = "runs/dawgen"
+    seeds: list[int] = field(default_factory=lambda: [13])
+    k: int = 16
+    methods: list[str] = field(default_factory=lambda: ["pt", "ours"])
+    generator_model: str = DEFAULT_MODEL
+    classifier_model: str = DEFAULT_MODEL
+    test: str | None = None
+    pool: str | None = None
+    quality: bool = True  # compare each synthetic set with the real data (MiniLM embeddings)
+    trust_remote_code: bool = False
+    generator: dict[str, Any] = field(default_factory=dict)
+    generation: dict[str, Any] = field(default_factory=dict)
+    classifier: dict[str, Any] = field(default_factory=dict)
+    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("tasks", "seeds", "methods"):
+            value = getattr(self, name)
+            if isinstance(value, str | int):  # one value given where a list was expected
+                value = [value]
+            if not isinstance(value, list) or not value:
+                raise ConfigError(f"run config: '{name}' must be a non-empty list, got {value!r}")
+            setattr(self, name, value)
+        self.seeds = [int(seed) for seed in self.seeds]
+        if not self.data:
+            raise ConfigError("run config: 'data' is required (a data root, a k-shot folder or a training file)")
+        for stage, fixed in _PER_RUN.items():
+            given = sorted(set(getattr(self, stage)) & set(fixed))
+            if given:
+                raise ConfigError(f"run config: '{stage}' must not set {given}: the run sets them per seed/method")
+        self.parsed_methods()  # unknown names fail now, not hours into the run
+        self.specs()
+        for seed in self.seeds:
+            self.generator_config(Variant.DAWGEN, seed)
+            self.generation_config(seed)
+            self.classifier_config(parse_method("pt"), seed)
+
+    def specs(self) -> list[TaskSpec]:
+        return [get_task(task) for task in self.tasks]
+
+    def parsed_methods(self) -> list[Method]:
+        return [parse_method(name) for name in self.methods]
+
+    def variants(self) -> list[Variant]:
+        """The generators the methods need, in a fixed order."""
+        needed = {m.variant for m in self.parsed_methods() if m.variant is not None}
+        return [v for v in Variant if v in needed]
+
+    def generator_config(self, variant: Variant, seed: int) -> GeneratorConfig:
+        options = {**self.generator, "variant": variant, "seed": seed}
+        return config_from_dict(GeneratorConfig, options, "run config: generator")
+
+    def generation_config(self, seed: int) -> GenerationConfig:
+        return config_from_dict(GenerationConfig, {**self.generation, "seed": seed}, "run config: generation")
+
+    def classifier_config(self, method: Method, seed: int) -> PromptTuneConfig:
+        options = {**self.classifier, "seed": seed, "combine": method.combine, "surgery": method.surgery}
+        return config_from_dict(PromptTuneConfig, options, "run config: classifier")
+
+    def test_file(self, task: TaskSpec) -> str:
+        if self.test:
+            return self.test.format(task=task.name)
+        root = Path(self.data) / task.name
+        if not task.test_file or not (root / task.test_file).is_file():
+            raise ConfigError(f"task {task.name}: no test file at {root / (task.test_file or '?')}; set 'test'")
+        return str(root / task.test_file)
+
+    def pool_source(self, task: TaskSpec) -> str | None:
+        """The first-sentence pool of a pair task (None: the generator's task brings its own)."""
+        if self.pool:
+            return self.pool.format(task=task.name)
+        return self.data if (Path(self.data) / task.name).is_dir() else None

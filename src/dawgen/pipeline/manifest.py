@@ -1,0 +1,94 @@
+"""A run's manifest: its config, the software and machine it ran on, and every stage with its wall time."""
+
+from __future__ import annotations
+
+import functools
+import json
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dawgen.utils.io import atomic_write_json
+
+MANIFEST_FILE = "manifest.json"
+PACKAGES = ("dawgen", "torch", "transformers", "peft", "accelerate")
+
+
+@functools.cache
+def versions() -> dict[str, str]:
+    found = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+@functools.cache
+def git_commit() -> str | None:
+    """The commit of the dawgen checkout this code runs from (None for an installed wheel)."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = done.stdout.strip() if done.returncode == 0 else ""
+    return commit or None
+
+
+def device_description() -> str:
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)}"
+    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+@dataclass
+class Manifest:
+    """``manifest.json`` of a run folder, rewritten atomically after every stage."""
+
+    folder: Path
+    config: dict[str, Any]
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+    @classmethod
+    def open(cls, folder: Path, config: dict[str, Any]) -> Manifest:
+        """The folder's manifest (its stages kept when it exists), now recording ``config``."""
+        path = folder / MANIFEST_FILE
+        if path.exists():
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            return cls(folder, config, saved.get("stages", []), saved.get("created", ""))
+        return cls(folder, config)
+
+    def record(self, stage: str, task: str, seed: int, name: str, folder: Path, key: str, seconds: float) -> None:
+        """A stage that ran (a cached stage keeps the wall time of the run that made it)."""
+        relative = self.relative(folder)
+        self.stages = [s for s in self.stages if s["folder"] != relative]
+        self.stages.append(
+            {"stage": stage, "task": task, "seed": seed, "name": name, "folder": relative, "key": key,
+             "seconds": round(seconds, 1)}
+        )  # fmt: skip
+        self.save()
+
+    def has(self, folder: Path) -> bool:
+        """Whether a stage wrote ``folder`` (its files alone may be left from a killed run)."""
+        return any(s["folder"] == self.relative(folder) for s in self.stages)
+
+    def relative(self, path: Path) -> str:
+        return str(path.relative_to(self.folder))
+
+    def save(self) -> None:
+        atomic_write_json(
+            self.folder / MANIFEST_FILE,
+            {"config": self.config, "versions": versions(), "git_commit": git_commit(),
+             "device": device_description(), "created": self.created, "stages": self.stages},
+        )  # fmt: skip

@@ -1,0 +1,78 @@
+"""The methods a run can compare, by name: what each needs from stages 1 and 2 and how stage 3 trains.
+
+Grammar (one name per method of a results table):
+
+- ``zero-shot``, ``in-context``: the frozen classifier, no training;
+- ``pt``: prompt tuning on the real few-shot data only;
+- ``<generator>+<combine>[+surgery]``: prompt tuning on real + synthetic data, the synthetic set made by
+  the ``plain``, ``fewgen`` or ``dawgen`` generator and combined as ``syn``, ``merged``, ``merged_ls``,
+  ``real_then_syn``, ``syn_then_real`` or ``paired`` (``+surgery``: gradient surgery, paired only);
+- ``ours``: ``dawgen+paired+surgery``, the paper's method;
+- the baselines of ``dawgen.baselines`` by their names (``ft``, ``pft``, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from dawgen.classifier.combine import Combine
+from dawgen.config import ConfigError
+from dawgen.evaluation.run import EvalMethod
+from dawgen.generator.config import Variant
+
+OURS = "ours"
+OURS_RECIPE = "dawgen+paired+surgery"
+SURGERY = "surgery"
+
+
+class MethodKind(StrEnum):
+    UNTRAINED = "untrained"  # zero-shot or in-context evaluation
+    PROMPT_TUNING = "prompt_tuning"  # real data only, or real + synthetic (``variant`` set)
+    BASELINE = "baseline"  # a method of dawgen.baselines
+
+
+@dataclass(frozen=True)
+class Method:
+    """A parsed method name."""
+
+    name: str
+    kind: MethodKind
+    variant: Variant | None = None  # the generator whose synthetic set the method trains on
+    combine: Combine = Combine.REAL
+    surgery: bool = False
+
+    @property
+    def needs_synthetic(self) -> bool:
+        return self.variant is not None
+
+
+def baseline_names() -> tuple[str, ...]:
+    """The baselines dawgen provides (empty when that package is absent)."""
+    try:
+        from dawgen.baselines import BASELINES
+    except ImportError:
+        return ()
+    return tuple(BASELINES)
+
+
+def parse_method(name: str) -> Method:
+    """``name`` as a ``Method``; a name outside the grammar raises ``ConfigError`` listing the choices."""
+    if name in {m.value for m in EvalMethod} - {EvalMethod.PROMPT.value}:
+        return Method(name, MethodKind.UNTRAINED)
+    if name == "pt":
+        return Method(name, MethodKind.PROMPT_TUNING)
+    if name in baseline_names():
+        return Method(name, MethodKind.BASELINE)
+    parts = (OURS_RECIPE if name == OURS else name).split("+")
+    variants, combines = [v.value for v in Variant], [c.value for c in Combine if c is not Combine.REAL]
+    if 2 <= len(parts) <= 3 and parts[0] in variants and parts[1] in combines and parts[2:] in ([], [SURGERY]):
+        surgery = parts[2:] == [SURGERY]
+        if surgery and parts[1] != Combine.PAIRED.value:
+            raise ConfigError(f"method {name!r}: gradient surgery needs paired batches (<generator>+paired+surgery)")
+        return Method(name, MethodKind.PROMPT_TUNING, Variant(parts[0]), Combine(parts[1]), surgery)
+    raise ConfigError(
+        f"unknown method {name!r}; choose zero-shot, in-context, pt, {OURS}, "
+        f"<{'|'.join(variants)}>+<{'|'.join(combines)}>[+surgery]"
+        + (f", or a baseline: {', '.join(baseline_names())}" if baseline_names() else "")
+    )
