@@ -25,8 +25,9 @@ class RunConfig:
 
     ``test`` and ``pool`` may hold ``{task}`` (e.g. ``data/{task}/test.tsv``); left empty, a task's test
     file is ``<data>/<task>/<test_file of the task table>`` and its pool is the data root's (the demo
-    task brings its own). ``generator``, ``generation``, ``classifier`` and ``baselines`` (one mapping per
-    baseline method) hold the options of stages 1, 2 and 3 (see ``dawgen tune-generator --help`` etc.).
+    task brings its own). ``test_files`` names a task's test set outright (a file or ``hf:NAME``).
+    ``generator``, ``generation``, ``classifier`` and ``baselines`` (one mapping per baseline method)
+    hold the options of stages 1, 2 and 3 (see ``dawgen tune-generator --help`` etc.).
     """
 
     tasks: list[str] = field(default_factory=list)
@@ -38,6 +39,7 @@ class RunConfig:
     generator_model: str = DEFAULT_MODEL
     classifier_model: str = DEFAULT_MODEL
     test: str | None = None
+    test_files: dict[str, str] = field(default_factory=dict)  # per task, over ``test``
     pool: str | None = None
     quality: bool = True  # compare each synthetic set with the real data (MiniLM embeddings)
     trust_remote_code: bool = False
@@ -91,11 +93,14 @@ class RunConfig:
         return config_from_dict(PromptTuneConfig, options, "run config: classifier")
 
     def test_file(self, task: TaskSpec) -> str:
+        if task.name in self.test_files:
+            return self.test_files[task.name]
         if self.test:
             return self.test.format(task=task.name)
         root = Path(self.data) / task.name
         if not task.test_file or not (root / task.test_file).is_file():
-            raise ConfigError(f"task {task.name}: no test file at {root / (task.test_file or '?')}; set 'test'")
+            where = root / (task.test_file or "?")
+            raise ConfigError(f"task {task.name}: no test file at {where}; set 'test' or 'test_files'")
         return str(root / task.test_file)
 
     def pool_source(self, task: TaskSpec) -> str | None:

@@ -157,6 +157,8 @@ def _saved_or(folder: Path, work: Callable[[], dict[str, Any]]) -> dict[str, Any
 
 def run_pipeline(config: RunConfig, show_progress: bool = True) -> list[dict[str, Any]]:
     """Every task x seed x method of ``config``; writes the run folder and returns the results records."""
+    for task in config.specs():
+        config.test_file(task)  # a missing test set fails now, not after hours of training
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = Manifest.open(out, to_dict(config))
