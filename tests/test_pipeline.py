@@ -139,3 +139,19 @@ def test_run_config_errors_name_the_option():
 def test_dotted_options_nest_into_sections_and_lists_split():
     options = nest({"classifier": {"lr": 1}, "classifier.max_steps": "5", "seeds": "13, 42", "tasks": ["RTE"]})
     assert options == {"classifier": {"lr": 1, "max_steps": "5"}, "seeds": ["13", "42"], "tasks": ["RTE"]}
+
+
+def test_baselines_run_as_methods_of_a_run(talkative_dir, tmp_path):
+    small = {"max_steps": 2, "eval_every": 1, "batch_size": 4, "device": "cpu"}
+    sentences = (DEMO / "pool.txt").read_text().splitlines()[:60]
+    documents = tmp_path / "documents.txt"  # PPT pairs sentences of one document: 4 sentences a line
+    documents.write_text("\n".join(" ".join(sentences[i : i + 4]) for i in range(0, 60, 4)))
+    ppt = {**small, "num_virtual_tokens": 4, "pool": str(documents), "pretrain_steps": 2, "pairs_per_type": 8,
+           "dev_pairs_per_type": 4}  # fmt: skip
+    config = write_config(tmp_path, talkative_dir, methods=["ft", "ppt"], baselines={"ft": small, "ppt": ppt})
+    run_cli(config, tmp_path / "run")
+    ft, ppt_record = results(tmp_path / "run")
+    assert (ft["method"], ppt_record["method"]) == ("ft", "ppt")
+    assert ft["trainable_parameters"] > 100 * ppt_record["trainable_parameters"] > 0  # every weight vs a prompt
+    with pytest.raises(ConfigError, match="not among the methods"):
+        config_from_dict(RunConfig, {"tasks": ["RTE"], "data": "x", "baselines": {"ft": {}}})

@@ -14,9 +14,9 @@ import torch
 
 from dawgen.classifier.combine import Combine, plan_steps
 from dawgen.classifier.config import PromptTuneConfig
-from dawgen.classifier.scorer import VerbalizerScorer
+from dawgen.classifier.scorer import Scorer, VerbalizerScorer
 from dawgen.classifier.soft_prompt import load_prompt, save_prompt
-from dawgen.classifier.train import PromptTrainer
+from dawgen.classifier.train import PROMPT_ONLY, PromptTrainer, Trainable
 from dawgen.config import to_dict
 from dawgen.constants import ADAPTER_DIR, METRICS_FILE, RESULT_FILE, TRAINING_PLOT
 from dawgen.data.example import Example
@@ -33,19 +33,21 @@ from dawgen.utils.io import atomic_write_json
 
 @dataclass
 class TuneOutcome:
-    """A finished prompt-tuning run: its JSON result and the best prompt ([n, d], float32)."""
+    """A finished run: its JSON result and the best prompt ([n, d], float32; None when it trained none)."""
 
     result: dict[str, Any]
-    prompt: torch.Tensor
+    prompt: torch.Tensor | None
 
 
-def inputs_fingerprint(model: str, task: TaskSpec, *datasets: Sequence[Example]) -> str:
-    """A short hash of what a run reads: the model, the task and every example."""
+def inputs_fingerprint(model: str, task: TaskSpec, *datasets: Sequence[Example], extra: str = "") -> str:
+    """A short hash of what a run reads: the model, the task, every example (and ``extra``, if any)."""
     digest = hashlib.sha256(f"{model}\n{task!r}".encode())
     for examples in datasets:
         digest.update(b"\x00")
         for example in examples:
             digest.update(f"{example.text_a}\t{example.text_b}\t{example.label}\n".encode())
+    if extra:
+        digest.update(b"\x01" + extra.encode())
     return digest.hexdigest()[:16]
 
 
@@ -60,38 +62,84 @@ def prompt_tune(
     config: PromptTuneConfig | None = None,
     out_dir: str | Path | None = None,
     show_progress: bool = True,
+    start_prompt: torch.Tensor | None = None,
+    method: str | None = None,
+    details: dict[str, Any] | None = None,
 ) -> TuneOutcome:
     """Tune a soft prompt on ``train`` (and ``synthetic``, combined as ``config.combine`` says),
     keep the best on ``dev``, report ``test``.
 
     With ``out_dir``, the run writes ``adapter/`` (PEFT), ``metrics.jsonl`` and ``result.json``,
     checkpoints as it goes, resumes after a crash, and returns the saved result when finished.
+    ``start_prompt`` ([n, d]) replaces the configured initialisation (e.g. another task's prompt);
+    ``method`` names the run in its result and ``details`` adds entries to it.
+    """
+    config = config or PromptTuneConfig()
+    scorer = VerbalizerScorer(
+        loaded, task, max_length=config.max_length, precision=config.precision, device=config.device
+    )
+    return train_classifier(
+        scorer, train, dev, synthetic=synthetic, test=test, config=config, out_dir=out_dir,
+        show_progress=show_progress, start_prompt=start_prompt, method=method, details=details,
+    )  # fmt: skip
+
+
+def _prompt_digest(prompt: torch.Tensor) -> str:
+    return hashlib.sha256(prompt.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def train_classifier(
+    scorer: Scorer,
+    train: Sequence[Example],
+    dev: Sequence[Example],
+    *,
+    config: PromptTuneConfig,
+    synthetic: SyntheticSet | None = None,
+    test: Sequence[Example] = (),
+    out_dir: str | Path | None = None,
+    show_progress: bool = True,
+    trainable: Trainable = PROMPT_ONLY,
+    start_prompt: torch.Tensor | None = None,
+    method: str | None = None,
+    settings: dict[str, Any] | None = None,
+    details: dict[str, Any] | None = None,
+) -> TuneOutcome:
+    """``prompt_tune`` for any scorer and set of trainable weights (see ``Trainable``): the one run
+    behind prompt tuning and the baselines that train the backbone.
+
+    ``settings`` is what the result reports as ``config`` and a finished run must match (default:
+    ``config``). The PEFT adapter is written only for a prompt tuned on a frozen backbone.
     """
     syn_examples = synthetic.examples if synthetic is not None else []
-    config = (config or PromptTuneConfig()).resolved(has_synthetic=bool(syn_examples))
-    inputs = inputs_fingerprint(loaded.name, task, train, dev, syn_examples)
+    config = config.resolved(has_synthetic=bool(syn_examples))
+    settings = to_dict(config) if settings is None else settings
+    default_method = "prompt-tuning" if config.combine is Combine.REAL else f"prompt-tuning+{config.combine.value}"
+    identity = {"method": method, "trainable": None if trainable == PROMPT_ONLY else vars(trainable)}
+    identity["start_prompt"] = None if start_prompt is None else _prompt_digest(start_prompt)
+    extra = json.dumps(identity, sort_keys=True) if any(identity.values()) else ""
+    task = scorer.task
+    inputs = inputs_fingerprint(scorer.model_name, task, train, dev, syn_examples, extra=extra)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and (out / RESULT_FILE).exists():
         saved = json.loads((out / RESULT_FILE).read_text())
-        if saved.get("config") == to_dict(config) and saved.get("inputs") == inputs:
-            return TuneOutcome(saved, load_prompt(out / ADAPTER_DIR))
+        if saved.get("config") == settings and saved.get("inputs") == inputs:
+            adapter = out / ADAPTER_DIR
+            return TuneOutcome(saved, load_prompt(adapter) if adapter.exists() else None)
         raise ValueError(f"{out} already holds a finished run with other settings; choose another output folder")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
 
-    scorer = VerbalizerScorer(
-        loaded, task, max_length=config.max_length, precision=config.precision, device=config.device
-    )
     train_items, dev_items = scorer.encoder.encode_all(train), scorer.encoder.encode_all(dev)
     plan = plan_steps(
         config.combine, train_items, scorer.encoder.encode_all(syn_examples), batch_size=config.batch_size,
         syn_batch_size=config.syn_batch_size, seed=config.seed, num_labels=task.num_labels,
         balance_synthetic=config.balance_synthetic,
     )  # fmt: skip
-    trainer = PromptTrainer(scorer, config, out, run_key=inputs)
+    trainer = PromptTrainer(scorer, config, out, run_key=inputs, trainable=trainable, start_prompt=start_prompt)
+    method = method or default_method
     started = time.perf_counter()
     with progress_bar(show_progress) as bar:
-        bar_task = bar.add_task(f"prompt-tune {task.name}", total=config.max_steps, status="")
+        bar_task = bar.add_task(f"{method} {task.name}", total=config.max_steps, status="")
         bar.update(bar_task, completed=trainer.state.step)
 
         def on_step(step: int, record: dict[str, float]) -> None:
@@ -111,12 +159,12 @@ def prompt_tune(
             test_metrics = classification_metrics(logits, [item.label for item in test_items], task)
 
     result = {
-        "method": "prompt-tuning" if config.combine is Combine.REAL else f"prompt-tuning+{config.combine.value}",
+        "method": method,
         "task": task.name,
-        "model": loaded.name,
-        "family": loaded.family.value,
+        "model": scorer.model_name,
+        "family": scorer.family.value,
         "precision": describe_precision(scorer.device, scorer.autocast_dtype),
-        "trainable_parameters": best.numel(),
+        "trainable_parameters": trainer.num_trainable,
         "combine": config.combine.value,
         "surgery": config.surgery,
         "synthetic": None
@@ -127,7 +175,8 @@ def prompt_tune(
             "dropped_copies": synthetic.dropped_copies,
         },
         "conflict_rate": trainer.conflict_rate,
-        "config": to_dict(config),
+        **(details or {}),
+        "config": settings,
         "inputs": inputs,
         "best_step": trainer.state.best_step,
         "dev": trainer.state.best_dev,
@@ -135,8 +184,9 @@ def prompt_tune(
         "train_seconds": round(train_seconds, 1),
     }
     if out is not None:
-        save_prompt(best, loaded.family, loaded.name, out / ADAPTER_DIR)
-        title = f"{task.name}: {result['method']} ({Path(loaded.name).name})"
+        if best is not None and not trainable.backbone:
+            save_prompt(best, scorer.family, scorer.model_name, out / ADAPTER_DIR)
+        title = f"{task.name}: {result['method']} ({Path(scorer.model_name).name})"
         plot_training(out / METRICS_FILE, out / TRAINING_PLOT, title)
         atomic_write_json(out / RESULT_FILE, result)
         trainer.discard_checkpoint()

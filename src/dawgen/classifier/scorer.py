@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -14,10 +15,58 @@ from dawgen.models.precision import autocast, pick_device, resolve_precision
 from dawgen.tasks.schema import Family, TaskSpec
 
 
-class VerbalizerScorer:
-    """Scores label words with a frozen model and an optional soft prompt.
+class Scorer:
+    """What ``PromptTrainer`` trains and evaluates: padded batches in, ``[B, num_labels]`` logits out.
 
-    The model is never updated; gradients flow only to the prompt passed to ``label_logits``.
+    Subclasses set ``model``, ``family``, ``model_name``, ``pad_id``, ``device``, ``autocast_dtype``,
+    ``embedding_dim`` and ``encoder`` (with ``task``, ``tokenizer`` and ``encode_all``), and define
+    ``label_logits``.
+    """
+
+    model: Any
+    family: Family
+    model_name: str
+    pad_id: int
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    embedding_dim: int
+    encoder: Any
+
+    @property
+    def task(self) -> TaskSpec:
+        return self.encoder.task
+
+    def collate(self, items: Sequence[Encoded], num_virtual_tokens: int = 0) -> Batch:
+        return collate(items, self.family, self.pad_id, num_virtual_tokens).to(self.device)
+
+    def label_logits(self, batch: Batch, prompt: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, num_labels] float32 logits of ``batch``."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict_logits(
+        self,
+        items: Sequence[Encoded],
+        prompt: torch.Tensor | None = None,
+        batch_size: int = 32,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> torch.Tensor:
+        """[N, num_labels] logits for ``items``, in their order (batched by length)."""
+        n_virtual = 0 if prompt is None else prompt.shape[-2]
+        out = torch.empty(len(items), self.task.num_labels)
+        for index in sorted_batches([len(item.input_ids) for item in items], batch_size):
+            batch = self.collate([items[i] for i in index], n_virtual)
+            out[index] = self.label_logits(batch, prompt).cpu()
+            if on_batch is not None:
+                on_batch(len(index))
+        return out
+
+
+class VerbalizerScorer(Scorer):
+    """Scores label words with a model and an optional soft prompt.
+
+    The scorer never updates the model; gradients flow to the prompt passed to ``label_logits`` (and
+    to the model's weights only where a trainer has made them trainable, as prompt-based fine-tuning does).
     """
 
     def __init__(
@@ -38,13 +87,6 @@ class VerbalizerScorer:
         self.label_ids = torch.tensor(self.encoder.label_token_ids, device=self.device)
         self.autocast_dtype = resolve_precision(precision, self.device)
         self.embedding_dim = self.model.get_input_embeddings().weight.shape[1]
-
-    @property
-    def task(self) -> TaskSpec:
-        return self.encoder.task
-
-    def collate(self, items: Sequence[Encoded], num_virtual_tokens: int = 0) -> Batch:
-        return collate(items, self.family, self.pad_id, num_virtual_tokens).to(self.device)
 
     def label_logits(self, batch: Batch, prompt: torch.Tensor | None = None) -> torch.Tensor:
         """[B, num_labels] float32 logits of the label words (the verbalizer's restriction)."""
@@ -70,21 +112,3 @@ class VerbalizerScorer:
             return out.logits[:, 0]
         out = self.model(inputs_embeds=embeds, attention_mask=mask)
         return out.logits[torch.arange(len(embeds), device=self.device), batch.answer_index]
-
-    @torch.no_grad()
-    def predict_logits(
-        self,
-        items: Sequence[Encoded],
-        prompt: torch.Tensor | None = None,
-        batch_size: int = 32,
-        on_batch: Callable[[int], None] | None = None,
-    ) -> torch.Tensor:
-        """[N, num_labels] label-word logits for ``items``, in their order (batched by length)."""
-        n_virtual = 0 if prompt is None else prompt.shape[-2]
-        out = torch.empty(len(items), len(self.label_ids))
-        for index in sorted_batches([len(item.input_ids) for item in items], batch_size):
-            batch = self.collate([items[i] for i in index], n_virtual)
-            out[index] = self.label_logits(batch, prompt).cpu()
-            if on_batch is not None:
-                on_batch(len(index))
-        return out

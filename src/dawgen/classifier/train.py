@@ -1,4 +1,8 @@
-"""The prompt-tuning loop: per-batch prompt gradients, dev-based selection, resumable checkpoints."""
+"""The prompt-tuning loop: per-batch prompt gradients, dev-based selection, resumable checkpoints.
+
+The same loop trains the backbone's weights too where ``Trainable`` says so: prompt-based fine-tuning
+(LM-BFF, with or without a soft prompt) and fine-tuning with a classification head (``dawgen.baselines``).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from transformers.optimization import Adafactor
 from dawgen.classifier.combine import Combine, Step, plan_steps
 from dawgen.classifier.config import OptimizerName, PromptTuneConfig
 from dawgen.classifier.encoding import Encoded
-from dawgen.classifier.scorer import VerbalizerScorer
+from dawgen.classifier.scorer import Scorer
 from dawgen.classifier.soft_prompt import initial_prompt
 from dawgen.config import settings_fingerprint
 from dawgen.constants import CHECKPOINT_DIR, METRICS_FILE
@@ -41,7 +45,33 @@ class TrainState:
     conflicts: int = 0
 
 
-def make_optimizer(params: list[torch.nn.Parameter], config: PromptTuneConfig) -> torch.optim.Optimizer:
+@dataclass(frozen=True)
+class Trainable:
+    """What a ``PromptTrainer`` updates. The default is prompt tuning (backbone frozen).
+
+    ``backbone_learning_rate`` also trains every weight of the scorer's model, in place, at that
+    learning rate (the prompt keeps the config's); ``prompt=False`` leaves the soft prompt out.
+    """
+
+    prompt: bool = True
+    backbone_learning_rate: float | None = None  # None: the backbone stays frozen
+
+    def __post_init__(self) -> None:
+        if not self.prompt and self.backbone_learning_rate is None:
+            raise ValueError("nothing to train: neither the prompt nor the backbone")
+        if self.backbone_learning_rate is not None and self.backbone_learning_rate <= 0:
+            raise ValueError(f"backbone_learning_rate must be positive, got {self.backbone_learning_rate}")
+
+    @property
+    def backbone(self) -> bool:
+        return self.backbone_learning_rate is not None
+
+
+PROMPT_ONLY = Trainable()  # prompt tuning: the soft prompt trains, the backbone stays frozen
+
+
+def make_optimizer(params: Iterable[Any], config: PromptTuneConfig) -> torch.optim.Optimizer:
+    """The configured optimizer over ``params`` (tensors, or parameter groups with their own ``lr``)."""
     if config.optimizer is OptimizerName.ADAFACTOR:
         return Adafactor(
             params,
@@ -55,60 +85,101 @@ def make_optimizer(params: list[torch.nn.Parameter], config: PromptTuneConfig) -
 
 
 class PromptTrainer:
-    """Tunes one soft prompt on a frozen classifier.
+    """Tunes one soft prompt on a frozen classifier (or, as ``trainable`` says, the classifier too).
 
     ``gradient`` returns the prompt gradient of one batch without touching the optimizer, so
     training schemes that combine several batches per step (real + synthetic, gradient surgery)
-    build on it; ``apply`` clips and takes the optimizer step.
+    build on it; ``apply`` clips and takes the optimizer step. ``start_prompt`` ([n, d]) replaces the
+    configured initialisation. A trained backbone is kept best-on-dev in memory (a CPU copy), loaded
+    back when training ends, and never checkpointed: such a run restarts from scratch after a crash.
     """
 
     def __init__(
         self,
-        scorer: VerbalizerScorer,
+        scorer: Scorer,
         config: PromptTuneConfig,
         run_dir: str | Path | None = None,
         run_key: str = "",
+        *,
+        trainable: Trainable = PROMPT_ONLY,
+        start_prompt: torch.Tensor | None = None,
     ) -> None:
+        if trainable.backbone and config.combine is Combine.PAIRED:
+            raise ValueError("paired steps combine prompt gradients only; train the backbone with another strategy")
         self.scorer = scorer
         self.config = config
+        self.trainable = trainable
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.run_key = run_key  # what else a checkpoint must match to be resumed (e.g. the data)
-        generator = torch.Generator().manual_seed(config.seed)
-        start = initial_prompt(
-            scorer.model,
-            scorer.encoder.tokenizer,
-            config.num_virtual_tokens,
-            config.prompt_init,
-            generator,
-            config.prompt_init_text,
-        )
-        self.prompt = torch.nn.Parameter(start.to(scorer.device))
-        self.best_prompt = self.prompt.detach().clone()
-        self.optimizer = make_optimizer([self.prompt], config)
+        self.prompt: torch.nn.Parameter | None = None
+        self.best_prompt: torch.Tensor | None = None
+        self.best_backbone: dict[str, torch.Tensor] | None = None
+        groups: list[dict[str, Any]] = []
+        if trainable.prompt:
+            start = self._start_prompt() if start_prompt is None else start_prompt
+            expected = (config.num_virtual_tokens, scorer.embedding_dim)
+            if tuple(start.shape) != expected:
+                raise ValueError(f"start prompt has shape {tuple(start.shape)}; this run needs {expected}")
+            self.prompt = torch.nn.Parameter(start.detach().float().clone().to(scorer.device))
+            self.best_prompt = self.prompt.detach().clone()
+            groups.append({"params": [self.prompt]})
+        if trainable.backbone:
+            scorer.model.requires_grad_(True)
+            groups.append({"params": list(scorer.model.parameters()), "lr": trainable.backbone_learning_rate})
+        self.parameters = [param for group in groups for param in group["params"]]
+        self.optimizer = make_optimizer(groups, config)
         self.state = TrainState()
+
+    def _start_prompt(self) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.config.seed)
+        return initial_prompt(
+            self.scorer.model,
+            self.scorer.encoder.tokenizer,
+            self.config.num_virtual_tokens,
+            self.config.prompt_init,
+            generator,
+            self.config.prompt_init_text,
+        )
+
+    @property
+    def num_virtual_tokens(self) -> int:
+        return 0 if self.prompt is None else self.config.num_virtual_tokens
+
+    @property
+    def num_trainable(self) -> int:
+        """How many numbers the optimizer updates (prompt and, if trained, backbone)."""
+        return sum(param.numel() for param in self.parameters)
 
     # -- one step -----------------------------------------------------------------------------
     def loss(self, items: Sequence[Encoded]) -> torch.Tensor:
-        batch = self.scorer.collate(items, self.config.num_virtual_tokens)
+        batch = self.scorer.collate(items, self.num_virtual_tokens)
         logits = self.scorer.label_logits(batch, self.prompt)
         return torch.nn.functional.cross_entropy(logits, batch.labels, label_smoothing=self.config.label_smoothing)
 
     def gradient(self, items: Sequence[Encoded]) -> tuple[torch.Tensor, float]:
         """The gradient of the batch loss with respect to the prompt, and the loss."""
+        if self.prompt is None:
+            raise ValueError("this trainer has no soft prompt to take a gradient for")
         loss = self.loss(items)
         (grad,) = torch.autograd.grad(loss, self.prompt)
         return grad, loss.item()
 
     def apply(self, grad: torch.Tensor) -> None:
         """Clip ``grad`` and take one optimizer step with it."""
+        assert self.prompt is not None
         self.prompt.grad = grad
-        torch.nn.utils.clip_grad_norm_([self.prompt], self.config.max_grad_norm)
+        self._optimizer_step()
+
+    def _optimizer_step(self) -> None:
+        torch.nn.utils.clip_grad_norm_(self.parameters, self.config.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, items: Sequence[Encoded], prompt: torch.Tensor | None = None) -> dict[str, float]:
-        prompt = self.prompt.detach() if prompt is None else prompt
+        if prompt is None and self.prompt is not None:
+            prompt = self.prompt.detach()
+        self.scorer.model.eval()
         logits = self.scorer.predict_logits(items, prompt, self.config.eval_batch_size)
         return classification_metrics(logits, [item.label for item in items], self.scorer.task)
 
@@ -118,7 +189,11 @@ class PromptTrainer:
         if score > tuple(self.state.best_score):
             self.state.best_score, self.state.best_step = score, self.state.step
             self.state.best_dev = metrics
-            self.best_prompt = self.prompt.detach().clone()
+            if self.prompt is not None:
+                self.best_prompt = self.prompt.detach().clone()
+            if self.trainable.backbone:
+                state = self.scorer.model.state_dict()
+                self.best_backbone = {name: value.detach().to("cpu", copy=True) for name, value in state.items()}
         return {"kind": "eval", "step": self.state.step, "train_loss": train_loss, **metrics}
 
     # -- the loop -----------------------------------------------------------------------------
@@ -130,9 +205,10 @@ class PromptTrainer:
         """
         if len(step.batches) == 1:
             ((source, batch),) = step.batches
-            grad, loss = self.gradient(batch)
-            self.apply(grad)
-            return {"source": source.value, "train_loss": loss}
+            loss = self.loss(batch)
+            loss.backward()
+            self._optimizer_step()
+            return {"source": source.value, "train_loss": loss.item()}
         (_, real), (_, synthetic) = step.batches
         d_real, real_loss = self.gradient(real)
         d_syn, syn_loss = self.gradient(synthetic)
@@ -150,10 +226,11 @@ class PromptTrainer:
         plan: Iterable[Step] | Sequence[Encoded],
         dev: Sequence[Encoded],
         on_step: StepCallback | None = None,
-    ) -> torch.Tensor:
+    ) -> torch.Tensor | None:
         """Follow ``plan`` (or, given encoded examples, batches of them) for ``max_steps``,
         resuming from the run folder's checkpoint if there is one; evaluate on ``dev`` every
-        ``eval_every`` steps and return the best prompt."""
+        ``eval_every`` steps and return the best prompt (None without one). A trained backbone
+        ends with its best weights."""
         if isinstance(plan, Sequence):
             plan = plan_steps(
                 Combine.REAL, plan, batch_size=self.config.batch_size, syn_batch_size=self.config.syn_batch_size,
@@ -163,6 +240,7 @@ class PromptTrainer:
         steps = islice(plan, self.state.step, None)  # the plan is deterministic: skip what is done
         running, count = 0.0, 0
         while self.state.step < self.config.max_steps:
+            self.scorer.model.train(self.trainable.backbone)  # dropout only where the weights train
             record = self.take_step(next(steps))
             self.state.step += 1
             running, count = running + record["train_loss"], count + 1
@@ -176,6 +254,9 @@ class PromptTrainer:
                 self._checkpoint()
             if on_step is not None:
                 on_step(self.state.step, record)
+        self.scorer.model.eval()
+        if self.best_backbone is not None:
+            self.scorer.model.load_state_dict(self.best_backbone)
         return self.best_prompt
 
     @property
@@ -192,7 +273,7 @@ class PromptTrainer:
             append_jsonl(self.run_dir / METRICS_FILE, record)
 
     def _checkpoint(self) -> None:
-        if self.run_dir is None:
+        if self.run_dir is None or self.prompt is None or self.best_prompt is None or self.trainable.backbone:
             return
         with atomic_dir(self.run_dir / CHECKPOINT_DIR) as tmp:
             save_file(
@@ -204,13 +285,17 @@ class PromptTrainer:
             atomic_write_text(tmp / "state.json", json.dumps(state, indent=1))
 
     def _resume(self) -> None:
-        folder = None if self.run_dir is None else self.run_dir / CHECKPOINT_DIR
-        if folder is None or not (folder / "state.json").exists():
+        if self.run_dir is None:
+            return
+        folder = self.run_dir / CHECKPOINT_DIR
+        if self.prompt is None or self.trainable.backbone or not (folder / "state.json").exists():
+            truncate_jsonl(self.run_dir / METRICS_FILE, 0)  # a run started afresh: drop an old log
             return
         saved = json.loads((folder / "state.json").read_text())
         if saved.pop("fingerprint") != self._fingerprint():
             raise ValueError(f"{folder} holds a checkpoint of a run with other settings; use another output folder")
         tensors = load_file(folder / "prompt.safetensors")
+        assert self.prompt is not None
         with torch.no_grad():
             self.prompt.copy_(tensors["prompt"])
         self.best_prompt = tensors["best_prompt"].to(self.prompt.device)

@@ -10,13 +10,13 @@ import torch
 from rich.progress import Progress
 
 from dawgen.classifier.encoding import Encoded
-from dawgen.classifier.scorer import VerbalizerScorer
+from dawgen.classifier.scorer import Scorer
 from dawgen.data.example import Example
 from dawgen.utils.io import atomic_write_text
 
 
 def predict_with_progress(
-    scorer: VerbalizerScorer,
+    scorer: Scorer,
     items: Sequence[Encoded],
     prompt: torch.Tensor | None,
     bar: Progress,

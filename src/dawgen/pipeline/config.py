@@ -10,7 +10,7 @@ from dawgen.classifier.config import PromptTuneConfig
 from dawgen.config import ConfigError, config_from_dict
 from dawgen.generator.config import GeneratorConfig, Variant
 from dawgen.models.loading import DEFAULT_MODEL
-from dawgen.pipeline.methods import Method, parse_method
+from dawgen.pipeline.methods import Method, MethodKind, parse_method
 from dawgen.synthesis.config import GenerationConfig
 from dawgen.tasks.registry import get_task
 from dawgen.tasks.schema import TaskSpec
@@ -64,11 +64,18 @@ class RunConfig:
             if given:
                 raise ConfigError(f"run config: '{stage}' must not set {given}: the run sets them per seed/method")
         self.parsed_methods()  # unknown names fail now, not hours into the run
+        unused = sorted(set(self.baselines) - set(self.methods))
+        if unused:
+            raise ConfigError(f"run config: 'baselines' has options for {unused}, which are not among the methods")
         self.specs()
         for seed in self.seeds:
             self.generator_config(Variant.DAWGEN, seed)
             self.generation_config(seed)
             self.classifier_config(parse_method("pt"), seed)
+            for method in self.parsed_methods():
+                if method.kind is MethodKind.BASELINE:
+                    for task in self.specs():
+                        self.baseline_config(method.name, task, seed)
 
     def specs(self) -> list[TaskSpec]:
         return [get_task(task) for task in self.tasks]
@@ -91,6 +98,16 @@ class RunConfig:
     def classifier_config(self, method: Method, seed: int) -> PromptTuneConfig:
         options = {**self.classifier, "seed": seed, "combine": method.combine, "surgery": method.surgery}
         return config_from_dict(PromptTuneConfig, options, "run config: classifier")
+
+    def baseline_config(self, name: str, task: TaskSpec, seed: int) -> Any:
+        """The settings of baseline ``name``; ``{task}`` in its text options becomes the task's name
+        (e.g. ``ppt: {pool: data/{task}/pool/train.json}``)."""
+        from dawgen.baselines import BASELINES
+
+        options = {
+            k: v.format(task=task.name) if isinstance(v, str) else v for k, v in self.baselines.get(name, {}).items()
+        }
+        return config_from_dict(BASELINES[name].config, {**options, "seed": seed}, f"run config: baselines.{name}")
 
     def test_file(self, task: TaskSpec) -> str:
         if task.name in self.test_files:

@@ -25,9 +25,10 @@ from dawgen import api
 from dawgen.classifier.run import inputs_fingerprint
 from dawgen.config import to_dict
 from dawgen.constants import GENERATOR_DIR, QUALITY_REPORT, RESULT_FILE
-from dawgen.data.sources import load_fewshot
+from dawgen.data.sources import load_fewshot, load_test
 from dawgen.evaluation.tables import results_table
 from dawgen.generator.config import Variant
+from dawgen.models.loading import load_model
 from dawgen.pipeline.config import RunConfig
 from dawgen.pipeline.manifest import Manifest
 from dawgen.pipeline.methods import Method, MethodKind
@@ -135,8 +136,25 @@ class SeedRun:
                 k=cfg.k, tune_config=tune_config, show_progress=self.show_progress,
             ).result)  # fmt: skip
         else:
-            raise ValueError(f"method {method.name!r}: baselines are not run by the pipeline yet")
+            settings = cfg.baseline_config(method.name, self.task, self.seed)
+            key = stage_key(cfg.classifier_model, self.data_key, test, method.name, to_dict(settings))
+            folder = self.folder / f"{method.name}-{key}"
+            result = self.timed("baseline", method.name, folder, key, folder / RESULT_FILE,
+                                lambda: self.baseline(method.name, settings, test, folder))  # fmt: skip
         return self.record(method, result, folder, synthetic)
+
+    def baseline(self, name: str, settings: Any, test: str, folder: Path) -> dict[str, Any]:
+        """A baseline of ``dawgen.baselines`` on this task and seed (a finished run is read back)."""
+        from dawgen.baselines import BASELINES
+
+        baseline, cfg = BASELINES[name], self.config
+        loaded = None
+        if baseline.uses_classifier:
+            loaded = load_model(cfg.classifier_model, trust_remote_code=cfg.trust_remote_code)
+        train, dev = _kshot(cfg, self.task, self.seed)
+        test_examples = load_test(self.task, test)
+        return baseline(loaded, self.task, train, dev, test_examples, settings,
+                        folder, self.show_progress)  # fmt: skip
 
     def record(self, method: Method, result: dict[str, Any], folder: Path, synthetic: Synthetic | None) -> dict:
         """The line of results.json for one method of this task and seed."""

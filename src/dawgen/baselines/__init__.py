@@ -1,0 +1,62 @@
+"""The baselines of the paper's Table 1 that need training, selectable by name.
+
+``BASELINES[name](loaded, task, train, dev, test, config, out_dir, show_progress)`` runs one and returns
+its result (the shape of a prompt-tuning result: ``method``, ``task``, ``model``, ``dev``, ``test``,
+``trainable_parameters``, ``train_seconds``, ``config``, ...); ``BASELINES[name].config`` is its
+settings class (``dawgen.config.config_from_dict(BASELINES[name].config, options)``). Zero-shot and
+in-context prompting, which train nothing, are ``dawgen.evaluation.run.evaluate``; prompt tuning
+is ``dawgen.classifier.run.prompt_tune``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dawgen.baselines.ft import FTConfig, run_ft
+from dawgen.baselines.pft import PFTConfig, run_pft, run_pft_prompt
+from dawgen.baselines.ppt import PPTConfig, pretrain_prompt, run_ppt
+from dawgen.baselines.setfit import SetFitConfig, run_setfit
+from dawgen.baselines.transfer import TransferConfig, load_source_prompt, run_transfer
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """One baseline: its runner (call the record itself) and its settings class."""
+
+    run: Callable[..., dict[str, Any]]
+    config: type
+    description: str
+    uses_classifier: bool = True  # False: brings its own model (``loaded`` may be None)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return self.run(*args, **kwargs)
+
+
+BASELINES: dict[str, Baseline] = {
+    "ft": Baseline(run_ft, FTConfig, "full fine-tuning with a classification head, no prompt"),
+    "pft": Baseline(run_pft, PFTConfig, "prompt-based fine-tuning (LM-BFF): template + verbalizer, all weights"),
+    "pft+prompt": Baseline(run_pft_prompt, PFTConfig, "prompt-based fine-tuning with a soft prompt"),
+    "transfer": Baseline(run_transfer, TransferConfig, "prompt tuning from another task's prompt (SPoT)"),
+    "ppt": Baseline(run_ppt, PPTConfig, "prompt pre-trained on self-supervised pairs (PPT), then tuned"),
+    "setfit": Baseline(run_setfit, SetFitConfig, "SetFit on all-MiniLM-L6-v2 (optional extra)", False),
+}
+
+__all__ = [
+    "BASELINES",
+    "Baseline",
+    "FTConfig",
+    "PFTConfig",
+    "PPTConfig",
+    "SetFitConfig",
+    "TransferConfig",
+    "load_source_prompt",
+    "pretrain_prompt",
+    "run_ft",
+    "run_pft",
+    "run_pft_prompt",
+    "run_ppt",
+    "run_setfit",
+    "run_transfer",
+]
