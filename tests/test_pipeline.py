@@ -17,11 +17,10 @@ from typer.testing import CliRunner
 from dawgen.cli import app
 from dawgen.cli.pipeline import nest
 from dawgen.config import ConfigError, config_from_dict
+from dawgen.constants import MANIFEST_FILE, RESULTS_FILE, RESULTS_TABLE, SYNTHETIC_FILE
 from dawgen.data.sources import DEMO_TASK_FILE, demo_dir
 from dawgen.pipeline import RunConfig, parse_method
-from dawgen.pipeline.manifest import MANIFEST_FILE
 from dawgen.pipeline.methods import MethodKind
-from dawgen.pipeline.run import RESULTS_FILE, RESULTS_TABLE, SYNTHETIC_FILE
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 DEMO = demo_dir()

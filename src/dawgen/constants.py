@@ -9,3 +9,12 @@ TRAINING_PLOT = "training.png"  # losses, gradient agreement, dev accuracy
 GENERATOR_DIR = "generator"  # a tuned generator: label prompts, weight net, generator.json
 QUALITY_REPORT = "quality.json"  # a synthetic set compared with the real few-shot data
 QUALITY_PLOT = "quality.png"
+
+# a `dawgen run` folder
+MANIFEST_FILE = "manifest.json"  # config, versions, git commit, device, every stage's wall time
+RESULTS_FILE = "results.json"  # one record per task, seed and method
+RESULTS_TABLE = "results.md"  # mean (std) over seeds
+SYNTHETIC_FILE = "synthetic.jsonl"  # a stage-2 synthetic set in its folder
+REPORT_MARKDOWN = "report.md"
+REPORT_HTML = "report.html"
+REPORT_DIR = "report"  # the report's figures

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
+from dawgen.constants import MANIFEST_FILE
 from dawgen.utils.io import atomic_write_json
 
-MANIFEST_FILE = "manifest.json"
 PACKAGES = ("dawgen", "torch", "transformers", "peft", "accelerate")
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from dawgen import api
 from dawgen.classifier.run import inputs_fingerprint
 from dawgen.config import to_dict
-from dawgen.constants import GENERATOR_DIR, QUALITY_REPORT, RESULT_FILE
+from dawgen.constants import GENERATOR_DIR, QUALITY_REPORT, RESULT_FILE, RESULTS_FILE, RESULTS_TABLE, SYNTHETIC_FILE
 from dawgen.data.sources import load_fewshot, load_test
 from dawgen.evaluation.tables import results_table
 from dawgen.generator.config import Variant
@@ -36,10 +36,6 @@ from dawgen.progress import console
 from dawgen.synthesis.writer import summary_path
 from dawgen.tasks.schema import TaskSpec
 from dawgen.utils.io import atomic_write_json, atomic_write_text
-
-RESULTS_FILE = "results.json"
-RESULTS_TABLE = "results.md"
-SYNTHETIC_FILE = "synthetic.jsonl"
 
 
 def stage_key(*parts: Any) -> str:

@@ -1,0 +1,236 @@
+"""Report sections from the manifest and the results: the run, the results table, the paper, what helped."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from statistics import fmean
+from typing import Any
+
+from dawgen.evaluation.metrics import aggregate, format_mean_std
+from dawgen.evaluation.tables import results_table
+from dawgen.reporting.document import Block, Bullets, Heading, Table, Text
+from dawgen.reporting.paper import paper_results
+from dawgen.reporting.run_data import PROMPT_TUNING, RunData
+
+STAGES = ("generator", "synthesis", "classifier", "evaluation")
+MAX_STAGE_ROWS = 60  # beyond this, only the slowest stages are listed one by one
+MAX_VALUE_CHARS = 120
+
+
+def format_seconds(seconds: float | None) -> str:
+    if not isinstance(seconds, int | float):
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+def format_count(count: int | None) -> str:
+    """102400 -> ``102.4K``; None -> ``-``."""
+    if not isinstance(count, int | float):
+        return "-"
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(count) >= size:
+            return f"{count / size:.4g}{suffix}"
+    return str(int(count))
+
+
+def get_path(mapping: Any, *keys: str) -> Any:
+    """``mapping[k1][k2]...``, or None where a level is missing."""
+    for key in keys:
+        if not isinstance(mapping, Mapping):
+            return None
+        mapping = mapping.get(key)
+    return mapping
+
+
+def format_number(value: Any, fmt: str = "{:.3f}") -> str:
+    return fmt.format(value) if isinstance(value, int | float) and not isinstance(value, bool) else "-"
+
+
+def format_rate(value: Any) -> str:
+    return format_number(value, "{:.1%}")
+
+
+def mean_accuracy(runs: Sequence[Mapping[str, Any]]) -> float:
+    return aggregate([run["test"] for run in runs])["accuracy"][0]
+
+
+def accuracy_cell(runs: Sequence[Mapping[str, Any]]) -> str:
+    return format_mean_std(*aggregate([run["test"] for run in runs])["accuracy"]) if runs else "-"
+
+
+def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(value, Mapping) and value:
+        return [pair for key, item in value.items() for pair in _flatten(item, f"{prefix}{key}.")]
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    if len(text) > MAX_VALUE_CHARS:
+        text = text[: MAX_VALUE_CHARS - 1] + "…"
+    return [(prefix.rstrip("."), text)]
+
+
+def overview(data: RunData) -> list[Block]:
+    """Section 1: what was run, where, with which versions, and how long each stage took."""
+    manifest = data.manifest
+    blocks: list[Block] = [Heading(2, "Run")]
+    facts = [
+        f"run folder: {data.run_dir.resolve()}",
+        f"tasks: {', '.join(data.tasks) or '-'}; seeds: {', '.join(map(str, data.seeds)) or '-'}",
+        f"methods: {', '.join(data.methods) or '-'}",
+    ]
+    if not manifest:
+        return [*blocks, Bullets(facts), Text("manifest.json not found: no configuration, versions or timings.")]
+    commit = manifest.get("git_commit") or "unknown (not run from a git checkout)"
+    facts = [
+        f"created: {manifest.get('created') or '-'}",
+        f"device: {manifest.get('device') or '-'}",
+        f"git commit: {commit}",
+        *facts,
+    ]
+    blocks.append(Bullets(facts))
+    config = manifest.get("config")
+    if isinstance(config, Mapping) and config:
+        blocks += [Heading(3, "Configuration"), Table(["setting", "value"], [list(p) for p in _flatten(config)])]
+    versions = manifest.get("versions")
+    if isinstance(versions, Mapping) and versions:
+        blocks += [Heading(3, "Versions"), Table(["package", "version"], [[k, str(v)] for k, v in versions.items()])]
+    return blocks + stage_times(manifest.get("stages") or [])
+
+
+def stage_times(stages: Sequence[Mapping[str, Any]]) -> list[Block]:
+    """Wall time per stage kind, then per stage (the slowest ones when there are many)."""
+    stages = [s for s in stages if isinstance(s, Mapping)]
+    if not stages:
+        return []
+    total = sum(s.get("seconds") or 0 for s in stages)
+    kinds = [k for k in STAGES if any(s.get("stage") == k for s in stages)]
+    kinds += sorted({str(s.get("stage")) for s in stages} - set(kinds))
+    rows = []
+    for kind in kinds:
+        seconds = sum(s.get("seconds") or 0 for s in stages if str(s.get("stage")) == kind)
+        count = sum(str(s.get("stage")) == kind for s in stages)
+        rows.append([kind, str(count), format_seconds(seconds), f"{seconds / total:.0%}" if total else "-"])
+    rows.append(["all", str(len(stages)), format_seconds(total), "100%" if total else "-"])
+    blocks: list[Block] = [Heading(3, "Wall time per stage"), Table(["stage", "runs", "wall time", "share"], rows)]
+    listed = sorted(stages, key=lambda s: -(s.get("seconds") or 0))[:20] if len(stages) > MAX_STAGE_ROWS else stages
+    if len(listed) < len(stages):
+        blocks.append(Text(f"The {len(listed)} slowest of {len(stages)} stages:"))
+    columns = ("stage", "task", "seed", "name", "folder")
+    rows = [[str(s.get(k, "-")) for k in columns] + [format_seconds(s.get("seconds"))] for s in listed]
+    return [*blocks, Table([*columns, "wall time"], rows)]
+
+
+def _parameters(data: RunData, method: str) -> str:
+    counts = sorted(
+        {
+            r["trainable_parameters"]
+            for r in data.records
+            if r["method"] == method and isinstance(r.get("trainable_parameters"), int | float)
+        }
+    )
+    if not counts:
+        return "-"
+    return format_count(counts[0]) if len(counts) == 1 else f"{format_count(counts[0])}-{format_count(counts[-1])}"
+
+
+def results(data: RunData) -> list[Block]:
+    """Section 2: mean (std) over seeds, a row per method and a column per task; then every seed."""
+    methods, tasks, cells = data.methods, data.tasks, data.cells()
+    blocks: list[Block] = [Heading(2, "Results")]
+    if not methods:
+        return [*blocks, Text("No run has a test accuracy yet.")]
+    table = Table.from_markdown(results_table(cells, methods, tasks))
+    for row, method in zip(table.rows, methods, strict=True):
+        runs = [cells[method, task] for task in tasks]
+        row.append(f"{fmean(mean_accuracy(r) for r in runs):.1f}" if len(tasks) > 1 and all(runs) else "-")
+        row.append(_parameters(data, method))
+    table.header.extend(["avg", "#params"])
+    seeds = ", ".join(map(str, data.seeds))
+    blocks += [
+        Text(
+            f"Test accuracy in % (and F1 of the positive class where the task reports it), mean (std) over seeds "
+            f"{seeds}. avg: mean of the per-task mean accuracies, for methods run on every task. #params: "
+            "trainable parameters."
+        ),
+        table,
+        Heading(3, "Per seed"),
+        Text("Test accuracy; in brackets the share of paired steps whose gradients conflicted, where there is one."),
+    ]
+    rows = []
+    for task in tasks:
+        for seed in data.seeds:
+            row = [task, str(seed)]
+            for method in methods:
+                run = next((r for r in cells[method, task] if r["seed"] == seed), None)
+                cell = "-" if run is None else f"{run['test']['accuracy']:.1f}"
+                if run is not None and isinstance(run.get("conflict_rate"), int | float):
+                    cell += f" ({run['conflict_rate']:.0%} conflicts)"
+                row.append(cell)
+            if any(cell != "-" for cell in row[2:]):
+                rows.append(row)
+    return [*blocks, Table(["task", "seed", *methods], rows)]
+
+
+def helped(data: RunData) -> list[Block]:
+    """Section 8: per task, the paper's method against plain prompt tuning, and the best method."""
+    blocks: list[Block] = [Heading(2, "What helped")]
+    ours, paper = data.ours(), paper_results()
+    lines = []
+    for task in data.tasks:
+        means = {m: mean_accuracy(data.scored(m, task)) for m in data.methods if data.scored(m, task)}
+        if not means:
+            continue
+        best = max(means, key=means.__getitem__)
+        line = f"{task}: "
+        if ours in means and PROMPT_TUNING in means:
+            delta = means[ours] - means[PROMPT_TUNING]
+            line += f"{ours} {means[ours]:.1f} vs pt {means[PROMPT_TUNING]:.1f}: {delta:+.1f} points"
+            paper_ours, paper_pt = paper.row("ours"), paper.row(PROMPT_TUNING)
+            if paper_ours and paper_pt and paper_ours.score(task) is not None and paper_pt.score(task) is not None:
+                line += f" (paper, {paper.backbone}: {paper_ours.score(task) - paper_pt.score(task):+.1f})"
+        else:
+            line += "no ours-vs-pt comparison (the run needs both pt and ours)"
+        lines.append(f"{line}; best here: {best} ({means[best]:.1f}).")
+    return [*blocks, Bullets(lines) if lines else Text("No results to compare.")]
+
+
+def paper_comparison(data: RunData) -> list[Block]:
+    """Section 3: our mean (std) beside the paper's T5-large numbers, for the methods and tasks both have."""
+    paper = paper_results()
+    blocks: list[Block] = [Heading(2, f"Beside the paper ({paper.backbone})")]
+    tasks = [task for task in data.tasks if task.upper() in paper.tasks]
+    matched = [(m, paper.row(m)) for m in data.methods]
+    matched = [(m, row) for m, row in matched if row is not None]
+    if not tasks or not matched:
+        return [*blocks, Text("None of the run's tasks and methods appears in the paper's tables.")]
+    blocks.append(
+        Text(
+            f"The paper: {paper.backbone}, test accuracy in %, mean over 5 seeds (Tables 1-3 of Guo et al., "
+            "COLM 2024). Ours: mean (std) over this run's seeds, with the run's own models and budget, so "
+            "compare trends, not absolute numbers. avg: over the tasks shown."
+        )
+    )
+    header = ["method", "paper row", "paper #params"] + [f"{t} {who}" for t in tasks for who in ("ours", "paper")]
+    rows = []
+    for method, row in matched:
+        cells, ours_means, paper_scores = [method, f"{row.paper} (Table {row.table})", row.params], [], []
+        for task in tasks:
+            runs, score = data.scored(method, task), row.score(task)
+            cells += [accuracy_cell(runs), "-" if score is None else f"{score:.2f}"]
+            if runs and score is not None:
+                ours_means.append(mean_accuracy(runs))
+                paper_scores.append(score)
+        if len(tasks) > 1:
+            complete = len(ours_means) == len(tasks)
+            cells += [f"{fmean(ours_means):.1f}", f"{fmean(paper_scores):.2f}"] if complete else ["-", "-"]
+        rows.append(cells)
+    if len(tasks) > 1:
+        header += ["avg ours", "avg paper"]
+    blocks.append(Table(header, rows))
+    missing = paper.unmatched(data.methods)
+    if missing:
+        blocks.append(Text("Table 1 rows this run has no counterpart for: " + ", ".join(r.paper for r in missing)))
+    return blocks
