@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from tests_support import RTE_PAIRS as EXAMPLES
 
 import dawgen.baselines.ft as ft_module
 from dawgen.baselines import BASELINES, FTConfig, run_ft
@@ -20,12 +21,6 @@ from dawgen.tasks import Family, get_task
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FAMILIES = [Family.DECODER, Family.MASKED, Family.SEQ2SEQ]
 RTE = get_task("RTE")
-EXAMPLES = [
-    Example("A man is cutting bread in the kitchen.", "entailment", "A man is in the kitchen."),
-    Example("The train left the station at noon.", "not_entailment", "The train arrived at noon."),
-    Example("Two children play football in a big green park on Sunday.", "entailment", "Children play."),
-    Example("The shop was closed all week.", "not_entailment", "The shop sold apples on Monday."),
-] * 2
 
 
 def small(**overrides) -> FTConfig:

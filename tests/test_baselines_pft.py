@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from tests_support import RTE_PAIRS as EXAMPLES
 
 import dawgen.baselines.pft as pft_module
 from dawgen.baselines import BASELINES, PFTConfig, run_pft, run_pft_prompt
@@ -14,19 +15,12 @@ from dawgen.classifier.config import PromptTuneConfig
 from dawgen.classifier.scorer import VerbalizerScorer
 from dawgen.classifier.train import PromptTrainer, Trainable
 from dawgen.constants import ADAPTER_DIR, CHECKPOINT_DIR, RESULT_FILE
-from dawgen.data.example import Example
 from dawgen.models.loading import load_model
 from dawgen.tasks import Family, get_task
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FAMILIES = [Family.DECODER, Family.MASKED, Family.SEQ2SEQ]
 RTE = get_task("RTE")
-EXAMPLES = [
-    Example("A man is cutting bread in the kitchen.", "entailment", "A man is in the kitchen."),
-    Example("The train left the station at noon.", "not_entailment", "The train arrived at noon."),
-    Example("Two children play football in a big green park on Sunday.", "entailment", "Children play."),
-    Example("The shop was closed all week.", "not_entailment", "The shop sold apples on Monday."),
-] * 2
 
 
 def small(**overrides) -> PFTConfig:

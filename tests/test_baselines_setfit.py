@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+from tests_support import RTE_PAIRS as EXAMPLES
 
 from dawgen.baselines import BASELINES, SetFitConfig, run_setfit
 from dawgen.baselines.setfit import INSTALL_HINT, pair_text
@@ -18,12 +19,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 HAS_SETFIT = importlib.util.find_spec("setfit") is not None
 needs_setfit = pytest.mark.skipif(not HAS_SETFIT, reason=f"setfit is an optional extra: {INSTALL_HINT}")
 RTE = get_task("RTE")
-EXAMPLES = [
-    Example("A man is cutting bread in the kitchen.", "entailment", "A man is in the kitchen."),
-    Example("The train left the station at noon.", "not_entailment", "The train arrived at noon."),
-    Example("Two children play football in a big green park on Sunday.", "entailment", "Children play."),
-    Example("The shop was closed all week.", "not_entailment", "The shop sold apples on Monday."),
-] * 2
 
 
 def test_setfit_settings_and_pair_input():
