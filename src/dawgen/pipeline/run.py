@@ -68,7 +68,7 @@ class SeedRun:
         """Run ``work`` (which returns at once when ``done`` exists), recording its wall time when it ran."""
         cached = done.exists() and self.manifest.has(folder)
         label = f"{self.task.name} seed {self.seed}: {stage} {name}"
-        console.print(f"[bold]{label}[/] " + ("(cached)" if cached else f"-> {folder}"))
+        console.print(f"[bold]{label}[/] " + ("(cached)" if cached else f"-> {folder.name}"), soft_wrap=True)
         started = time.perf_counter()
         outcome = work()
         if not cached:
