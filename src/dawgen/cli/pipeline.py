@@ -39,7 +39,7 @@ def results_by_method(records: list[dict[str, Any]]) -> Table:
 
     tasks = list(dict.fromkeys(r["task"] for r in records))
     methods = list(dict.fromkeys(r["method"] for r in records))
-    table = Table(title="results (test %, mean (std) over seeds)")
+    table = Table(title="test accuracy %")
     for column in ("method", *tasks):
         table.add_column(column)
     for method in methods:
