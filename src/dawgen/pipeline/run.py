@@ -185,7 +185,7 @@ def run_pipeline(config: RunConfig, show_progress: bool = True) -> list[dict[str
             synthetic = {variant: run.synthetic(variant) for variant in config.variants()}
             for method in config.parsed_methods():
                 records.append(run.method(method, synthetic.get(method.variant)))
-            write_results(out, config, records)
+                write_results(out, config, records)  # a stopped run still shows what it finished
     return records
 
 
