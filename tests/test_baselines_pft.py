@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from tests_support import RTE_PAIRS as EXAMPLES
+from tests_support import RTE_PAIRS
 
 import dawgen.baselines.pft as pft_module
 from dawgen.baselines import BASELINES, PFTConfig, run_pft, run_pft_prompt
@@ -21,6 +21,7 @@ from dawgen.tasks import Family, get_task
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FAMILIES = [Family.DECODER, Family.MASKED, Family.SEQ2SEQ]
 RTE = get_task("RTE")
+EXAMPLES = RTE_PAIRS * 2
 
 
 def small(**overrides) -> PFTConfig:

@@ -7,7 +7,7 @@ import json
 import math
 
 import pytest
-from tests_support import RTE_PAIRS as EXAMPLES
+from tests_support import RTE_PAIRS
 
 from dawgen.baselines import BASELINES, SetFitConfig, run_setfit
 from dawgen.baselines.setfit import INSTALL_HINT, pair_text
@@ -19,6 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 HAS_SETFIT = importlib.util.find_spec("setfit") is not None
 needs_setfit = pytest.mark.skipif(not HAS_SETFIT, reason=f"setfit is an optional extra: {INSTALL_HINT}")
 RTE = get_task("RTE")
+EXAMPLES = RTE_PAIRS * 2
 
 
 def test_setfit_settings_and_pair_input():

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from peft import PeftModel
+from tests_support import RTE_PAIRS
 
 from dawgen.classifier.batching import bucketed_order, collate
 from dawgen.classifier.config import PromptTuneConfig
@@ -24,12 +25,7 @@ FAMILIES = [Family.DECODER, Family.SEQ2SEQ, Family.MASKED]
 RTE = get_task("RTE")
 SICK = get_task("SICK")
 
-EXAMPLES = [
-    Example("A man is cutting bread in the kitchen.", "entailment", "A man is in the kitchen."),
-    Example("The train left the station at noon.", "not_entailment", "The train arrived at noon."),
-    Example("Two children play football in a big green park on Sunday.", "entailment", "Children play."),
-    Example("The shop was closed all week.", "not_entailment", "The shop sold apples on Monday."),
-] * 4
+EXAMPLES = RTE_PAIRS * 4
 
 
 @pytest.fixture(scope="module", params=FAMILIES, ids=lambda f: f.value)
