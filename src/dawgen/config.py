@@ -77,14 +77,40 @@ def read_yaml(path: str | Path, error: type[ValueError] = ConfigError, what: str
         raise error(f"{path}: not valid YAML: {exc}") from None
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping of options (an empty file is an empty mapping)."""
+EXTENDS = "extends"
+
+
+def load_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a YAML mapping of options (an empty file is an empty mapping).
+
+    ``extends: other.yaml`` (a path relative to this file) starts from that file's options: this
+    file's mappings merge into the other's key by key, any other value replaces the other's.
+    """
+    path = Path(path)
     data = read_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of options at the top level")
-    return data
+    if EXTENDS not in data:
+        return data
+    parent = data.pop(EXTENDS)
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: option '{EXTENDS}' must be the path of another YAML file, got {parent!r}")
+    parent_path = (path.parent / parent).resolve()
+    if parent_path in _seen or parent_path == path.resolve():
+        raise ConfigError(f"{path}: '{EXTENDS}: {parent}' makes a cycle of config files")
+    return merge_options(load_yaml(parent_path, (*_seen, path.resolve())), data)
+
+
+def merge_options(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``override``; a mapping in both is merged the same way, recursively."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = merge_options(merged[key], value)
+        merged[key] = value
+    return merged
 
 
 def to_dict(config: Any) -> dict[str, Any]:
