@@ -167,7 +167,7 @@ def test_prompt_tune_writes_a_complete_run(tiny_model_dirs, tmp_path):
     outcome = prompt_tune(
         loaded, RTE, EXAMPLES, EXAMPLES, test=EXAMPLES, config=small_config(), out_dir=tmp_path, show_progress=False
     )
-    assert set(outcome.result["test"]) == {"accuracy", "loss"}
+    assert set(outcome.result["test"]) == {"accuracy", "loss", "balanced_accuracy", "top_prediction_share"}
     assert (tmp_path / ADAPTER_DIR / "adapter_config.json").exists()
     assert not (tmp_path / CHECKPOINT_DIR).exists()
     saved = json.loads((tmp_path / RESULT_FILE).read_text())

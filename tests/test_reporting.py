@@ -100,7 +100,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, png: bytes) -> Path:
             folder = f"classifier/{task}/{seed}/{method}"
             write_metrics(root / folder, paired=method == "ours", seed=seed)
             (root / folder / "training.png").write_bytes(png)
-            test = {"accuracy": accuracy, "loss": 0.6} | ({"f1": accuracy + 5} if task == "MRPC" else {})
+            collapsed = method == "pt" and seed == 13  # every test prediction one label
+            test = {"accuracy": accuracy, "loss": 0.6, "top_prediction_share": 100.0 if collapsed else 60.0}
+            test |= {"f1": accuracy + 5} if task == "MRPC" else {}
             records.append({
                 "task": task, "seed": seed, "method": method, "test": test, "dev": {"accuracy": 60.0},
                 "folder": folder, "conflict_rate": 0.5 if method == "ours" else None, "trainable_parameters": 20480,
@@ -138,7 +140,7 @@ def test_report_files_and_results_table(report: tuple[str, str]):
     # mean (std) over seeds 13 and 42: std of (50, 52) is sqrt(2); MRPC adds F1
     assert row(text, "pt") == "| pt | 51.0 (1.4) | 56.0 (1.4) / F1 61.0 (1.4) | 53.5 | 20.48K |"
     assert row(text, "ours") == "| ours | 62.0 (2.8) | 71.0 (1.4) / F1 76.0 (1.4) | 66.5 | 20.48K |"
-    assert "| RTE | 13 | 50.0 | 60.0 (50% conflicts) |" in text
+    assert "| RTE | 13 | 50.0* | 60.0 (50% conflicts) |" in text and "| RTE | 42 | 52.0 | " in text
     assert "git commit: 0123abc" in text and "| classifier.model | smollm2-135m |" in text
     assert "| transformers | 5.23.0 |" in text and "| classifier | 8 | 10m 00s | 100% |" in text
     assert "RTE: ours 62.0 vs pt 51.0: +11.0 points (paper, T5-large: +5.7)" in text

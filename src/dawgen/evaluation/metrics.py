@@ -11,13 +11,19 @@ from dawgen.tasks.schema import TaskSpec
 
 
 def classification_metrics(logits: torch.Tensor, labels: Sequence[int], task: TaskSpec) -> dict[str, float]:
-    """Accuracy (and F1 of ``task.f1_positive_label`` when the task defines one), in percent,
-    plus the mean cross-entropy over the label words."""
+    """Accuracy (and F1 of ``task.f1_positive_label`` when the task defines one), in percent, the
+    mean cross-entropy over the label words, and two diagnostics of a classifier that has not
+    learned the task: ``balanced_accuracy`` (the mean recall of the labels present: chance is
+    100 / labels whatever the label mix) and ``top_prediction_share`` (the share of the most
+    predicted label: 100 when every example gets the same label)."""
     gold = torch.as_tensor(list(labels), dtype=torch.long)
     predicted = logits.argmax(-1)
+    recalls = [(predicted[gold == label] == label).float().mean().item() for label in gold.unique()]
     metrics = {
         "accuracy": 100.0 * (predicted == gold).float().mean().item(),
         "loss": torch.nn.functional.cross_entropy(logits.float(), gold).item(),
+        "balanced_accuracy": 100.0 * sum(recalls) / len(recalls),
+        "top_prediction_share": 100.0 * torch.bincount(predicted).max().item() / len(predicted),
     }
     if task.f1_positive_label is not None:
         metrics["f1"] = 100.0 * f1_score(predicted, gold, task.label_index(task.f1_positive_label))

@@ -16,6 +16,7 @@ from dawgen.reporting.run_data import PROMPT_TUNING, RunData
 STAGES = ("generator", "synthesis", "classifier", "evaluation")
 MAX_STAGE_ROWS = 60  # beyond this, only the slowest stages are listed one by one
 MAX_VALUE_CHARS = 120
+COLLAPSED = 90.0  # % of the test predictions on one label from which the per-seed table flags a run
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -157,7 +158,10 @@ def results(data: RunData) -> list[Block]:
         ),
         table,
         Heading(3, "Per seed"),
-        Text("Test accuracy; in brackets the share of paired steps whose gradients conflicted, where there is one."),
+        Text(
+            "Test accuracy; in brackets the share of paired steps whose gradients conflicted, where there is one; "
+            f"`*`: at least {COLLAPSED:.0f}% of the test predictions are one label (the classifier has collapsed)."
+        ),
     ]
     rows = []
     for task in tasks:
@@ -166,6 +170,8 @@ def results(data: RunData) -> list[Block]:
             for method in methods:
                 run = next((r for r in cells[method, task] if r["seed"] == seed), None)
                 cell = "-" if run is None else f"{run['test']['accuracy']:.1f}"
+                if run is not None and run["test"].get("top_prediction_share", 0) >= COLLAPSED:
+                    cell += "*"
                 if run is not None and isinstance(run.get("conflict_rate"), int | float):
                     cell += f" ({run['conflict_rate']:.0%} conflicts)"
                 row.append(cell)
