@@ -20,6 +20,7 @@ from dawgen.models.loading import DEFAULT_MODEL, load_model
 from dawgen.synthesis.config import GenerationConfig
 from dawgen.synthesis.generate import GenerationOutcome
 from dawgen.synthesis.generate import generate_synthetic as _generate_synthetic
+from dawgen.synthesis.judge import judge_synthetic as _judge_synthetic
 from dawgen.synthesis.quality import inspect_synthetic as _inspect_synthetic
 from dawgen.tasks.registry import get_task
 from dawgen.tasks.schema import TaskSpec
@@ -183,3 +184,13 @@ def inspect_synthetic(
     label balance, copies, distinct-1/2, self-BLEU, lengths and MiniLM embedding similarity; written
     as ``quality.json`` and ``quality.png`` into ``out`` when given."""
     return _inspect_synthetic(synthetic, real, task=task, seed=seed, k=k, out=out, sample=sample, embeddings=embeddings)
+
+
+def judge_synthetic(
+    synthetic: list[str | Path], *, reference: str | Path, held_out: str | Path, task: str | TaskSpec,
+    out: str | Path | None = None, sample: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Label consistency of synthetic sets: a MiniLM + logistic-regression judge fitted on the labelled
+    real ``reference`` pairs (e.g. a task's pool with its gold labels), its accuracy on the real
+    ``held_out`` pairs, and how often it agrees with each synthetic set's labels; JSON in ``out``."""
+    return _judge_synthetic(synthetic, reference=reference, held_out=held_out, task=task, out=out, sample=sample)

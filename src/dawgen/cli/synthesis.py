@@ -1,4 +1,4 @@
-"""Stages 1 and 2: `dawgen tune-generator`, `dawgen generate`, `dawgen inspect-synthetic`."""
+"""Stages 1 and 2: `dawgen tune-generator`, `dawgen generate`, `dawgen inspect-synthetic`, `dawgen judge-synthetic`."""
 
 from __future__ import annotations
 
@@ -172,6 +172,36 @@ def inspect_synthetic_command(
     console.print(_quality_table(report))
     if out:
         console.print(f"report and figure in [bold]{out}[/]")
+
+
+@app.command("judge-synthetic")
+def judge_synthetic_command(
+    synthetic: Annotated[list[Path], typer.Argument(help="Synthetic sets: dawgen JSONL or FewGen gen-train.json.")],
+    reference: Annotated[str, typer.Option(help="Labelled real pairs the judge learns from (e.g. the task's pool).")],
+    held_out: Annotated[str, typer.Option(help="Labelled real pairs that check the judge (e.g. the test set).")],
+    task: Annotated[str, typer.Option(help="Task name (built-in) or task YAML file.")],
+    out: Annotated[Path | None, typer.Option(help="JSON file for the report.")] = None,
+    sample: Annotated[int | None, typer.Option(help="Reference rows used (a seeded draw; default all).")] = None,
+) -> None:
+    """Label consistency: how often a judge trained on real labelled pairs agrees with synthetic labels."""
+    from dawgen import api
+
+    try:
+        report = api.judge_synthetic(synthetic, reference=reference, held_out=held_out, task=task, out=out,
+                                     sample=sample)  # fmt: skip
+    except (*USER_ERRORS, ModuleNotFoundError) as exc:
+        fail(exc)
+    table = Table(title=f"{report['task']}: judge ({report['judge']}) fitted on {report['reference']} real pairs")
+    for column in ("set", "examples", "agreement %", "balanced %", "per label %"):
+        table.add_column(column, overflow="fold")
+    named = {"real held-out": report["real_held_out"]} | report["synthetic"]
+    for name, row in named.items():
+        per_label = ", ".join(f"{label} {_fmt(v['agreement'], '.1f')}" for label, v in row["per_label"].items())
+        table.add_row(name, str(row["examples"]), _fmt(row["agreement"], ".1f"),
+                      _fmt(row["balanced_agreement"], ".1f"), per_label)  # fmt: skip
+    console.print(table)
+    if out:
+        console.print(f"report in [bold]{out}[/]")
 
 
 def _quality_table(report: dict[str, Any]) -> Table:

@@ -1,0 +1,135 @@
+"""Label consistency: does a synthetic pair carry the label it was generated for?
+
+A *judge* answers, trained on labelled real pairs that the few-shot learner never sees (e.g. a task's
+pool with its gold labels): multinomial logistic regression on the MiniLM pair features
+``[u, v, |u - v|, u * v]`` (InferSent's). Its accuracy on a held-out real set says how far to trust it;
+its agreement with the synthetic labels measures the synthetic set's label consistency. Agreement near
+what the judge gets on real data means the labels are as readable as real ones; agreement near
+chance, with a judge well above chance on real data, means the generator's labels are noise.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dawgen.data.example import Example
+from dawgen.data.sources import load_test
+from dawgen.data.synthetic import load_synthetic
+from dawgen.synthesis.embeddings import SentenceEncoder
+from dawgen.tasks.registry import get_task
+from dawgen.tasks.schema import TaskSpec
+from dawgen.utils.io import atomic_write_json
+
+JUDGE_FEATURES = "MiniLM [u, v, |u-v|, u*v] + logistic regression"
+
+
+def pair_features(encoder: SentenceEncoder, examples: Sequence[Example]) -> torch.Tensor:
+    """[N, 4d] features of sentence pairs (single sentences: [u, 0, |u|, 0])."""
+    first = encoder.encode([e.text_a for e in examples])
+    second = encoder.encode([e.text_b or "" for e in examples])
+    if all(e.text_b is None for e in examples):
+        second = torch.zeros_like(first)
+    return torch.cat([first, second, (first - second).abs(), first * second], dim=1)
+
+
+class Judge:
+    """Logistic regression over fixed features, fitted full-batch with L-BFGS (deterministic)."""
+
+    def __init__(self, labels: Sequence[str], l2: float = 1e-3, max_iter: int = 200) -> None:
+        if len(labels) < 2:
+            raise ValueError(f"a judge needs at least two labels, got {list(labels)}")
+        self.labels, self.l2, self.max_iter = list(labels), l2, max_iter
+        self.linear: torch.nn.Linear | None = None
+
+    def fit(self, features: torch.Tensor, labels: Sequence[str]) -> Judge:
+        unknown = sorted(set(labels) - set(self.labels))
+        if unknown:
+            raise ValueError(f"the judge's training labels {unknown} are not among {self.labels}")
+        targets = torch.tensor([self.labels.index(label) for label in labels])
+        generator = torch.Generator().manual_seed(0)
+        linear = torch.nn.Linear(features.shape[1], len(self.labels))
+        with torch.no_grad():
+            linear.weight.copy_(torch.randn(linear.weight.shape, generator=generator) * 0.01)
+            linear.bias.zero_()
+        optimizer = torch.optim.LBFGS(linear.parameters(), max_iter=self.max_iter, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(linear(features), targets)
+            loss = loss + self.l2 * linear.weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        self.linear = linear
+        return self
+
+    @torch.no_grad()
+    def predict(self, features: torch.Tensor) -> list[str]:
+        if self.linear is None:
+            raise RuntimeError("fit the judge before predicting")
+        return [self.labels[i] for i in self.linear(features).argmax(dim=1).tolist()]
+
+
+def agreement(judge: Judge, features: torch.Tensor, examples: Sequence[Example]) -> dict[str, Any]:
+    """How often the judge's label equals the examples' own (in %), overall, per label (its recall) and
+    balanced (the mean over the labels present: chance is 100 / labels whatever the mix)."""
+    predicted = judge.predict(features)
+    per_label = {}
+    for label in judge.labels:
+        said = Counter(p for p, e in zip(predicted, examples, strict=True) if e.label == label)
+        total = sum(said.values())
+        per_label[label] = {
+            "examples": total,
+            "agreement": round(100 * said[label] / total, 2) if total else None,
+            "judged_as": {other: said[other] for other in judge.labels},
+        }
+    recalls = [row["agreement"] for row in per_label.values() if row["agreement"] is not None]
+    hits = sum(p == e.label for p, e in zip(predicted, examples, strict=True))
+    return {
+        "examples": len(examples),
+        "agreement": round(100 * hits / len(examples), 2) if examples else None,
+        "balanced_agreement": round(sum(recalls) / len(recalls), 2) if recalls else None,
+        "per_label": per_label,
+    }
+
+
+def label_consistency(
+    synthetic: dict[str, Sequence[Example]], reference: Sequence[Example], held_out: Sequence[Example],
+    labels: Sequence[str], encoder: SentenceEncoder | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Fit a judge on ``reference``, score it on ``held_out`` real pairs and on each named synthetic set."""
+    encoder = encoder or SentenceEncoder()
+    judge = Judge(labels).fit(pair_features(encoder, reference), [e.label for e in reference])
+    report: dict[str, Any] = {
+        "judge": JUDGE_FEATURES,
+        "reference": len(reference),
+        "real_held_out": agreement(judge, pair_features(encoder, held_out), held_out),
+        "synthetic": {name: agreement(judge, pair_features(encoder, rows), rows) for name, rows in synthetic.items()},
+    }
+    return report
+
+
+def judge_synthetic(
+    synthetic: Sequence[str | Path], *, reference: str | Path, held_out: str | Path, task: str | TaskSpec,
+    out: str | Path | None = None, sample: int | None = None, seed: int = 0,
+) -> dict[str, Any]:  # fmt: skip
+    """:func:`label_consistency` of synthetic files (verbatim copies kept, as generated) with a judge fitted
+    on the labelled ``reference`` file and checked on ``held_out`` (files or ``hf:NAME``); ``sample``
+    caps the reference rows (a seeded draw). Written to the JSON file ``out`` when given."""
+    spec = get_task(task)
+    rows = load_test(spec, reference)
+    if sample is not None and sample < len(rows):
+        rows = random.Random(seed).sample(rows, sample)
+    sets = {str(path): load_synthetic(spec, path, drop_copies=False).examples for path in synthetic}
+    report = {"task": spec.name, "reference_file": str(reference), "held_out_file": str(held_out)}
+    report |= label_consistency(sets, rows, load_test(spec, held_out), spec.labels)
+    if out is not None:
+        atomic_write_json(out, report)
+    return report
