@@ -248,3 +248,16 @@ def test_load_run_groups_records(run_dir: Path):
     [rte, mrpc] = data.synthetic_sets()
     assert rte.task == "RTE" and rte.users == ["ours (seed 13)", "ours (seed 42)"] and rte.quality is not None
     assert mrpc.summary is None and mrpc.quality is None and mrpc.quality_plot is None
+
+
+def test_parameter_counts_show_a_range_only_where_they_differ():
+    from types import SimpleNamespace
+
+    from dawgen.reporting.sections import _parameters
+
+    def records(*counts):
+        return SimpleNamespace(records=[{"method": "ft", "trainable_parameters": c} for c in counts])
+
+    assert _parameters(records(134_515_202, 134_516_354), "ft") == "134.5M"  # 2 vs 3 label heads
+    assert _parameters(records(11_520, 23_040), "ft") == "11.52K-23.04K"
+    assert _parameters(records(), "ft") == "-"

@@ -125,6 +125,7 @@ def stage_times(stages: Sequence[Mapping[str, Any]]) -> list[Block]:
 
 
 def _parameters(data: RunData, method: str) -> str:
+    """The method's trainable-parameter count, or its range where it differs by task (e.g. the label count)."""
     counts = sorted(
         {
             r["trainable_parameters"]
@@ -134,7 +135,8 @@ def _parameters(data: RunData, method: str) -> str:
     )
     if not counts:
         return "-"
-    return format_count(counts[0]) if len(counts) == 1 else f"{format_count(counts[0])}-{format_count(counts[-1])}"
+    low, high = format_count(counts[0]), format_count(counts[-1])
+    return low if low == high else f"{low}-{high}"
 
 
 def results(data: RunData) -> list[Block]:
