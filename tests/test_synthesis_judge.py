@@ -59,6 +59,12 @@ def test_consistent_labels_agree_and_flipped_labels_do_not():
     same, wrong = report["synthetic"]["same"], report["synthetic"]["flipped"]
     assert same["agreement"] == same["balanced_agreement"] == 100.0
     assert wrong["agreement"] == 0.0 and wrong["per_label"]["yes"]["judged_as"] == {"yes": 0, "no": 10}
+    # as training data: a judge fitted on the consistent set reads the real held-out pairs, one on the
+    # flipped set inverts them
+    assert same["trained_on_it"] == {"trained_on": 20, "accuracy": 100.0, "balanced_accuracy": 100.0}
+    assert wrong["trained_on_it"]["accuracy"] == 0.0 and "few_shot_trained" not in report
+    with_few = label_consistency({}, toy(40), toy(10, 7), LABELS, encoder=KeywordEncoder(), few_shot=toy(4, 1))
+    assert with_few["few_shot_trained"]["trained_on"] == 4 and with_few["synthetic"] == {}
 
 
 @settings(max_examples=25, deadline=None)
@@ -96,13 +102,19 @@ def test_judge_files_and_cli(tmp_path, monkeypatch):
     synthetic.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "judge.json"
     report = judge_synthetic([synthetic], reference=demo_dir() / "test.tsv", held_out=demo_dir() / "dev.tsv",
-                             task=task, out=out, sample=40)  # fmt: skip
-    assert report["reference"] == 40 and report["synthetic"][str(synthetic)]["examples"] == 2
+                             task=task, out=out, sample=40, few_shot=demo_dir())  # fmt: skip
+    assert (
+        report["reference"] == 40
+        and report["few_shot_trained"]["trained_on"] == 32
+        and report["synthetic"][str(synthetic)]["examples"] == 2
+    )
     assert json.loads(out.read_text()) == report
     result = CliRunner().invoke(app, ["judge-synthetic", str(synthetic), "--reference", str(demo_dir() / "test.tsv"),
-                                      "--held-out", str(demo_dir() / "dev.tsv"), "--task", task])  # fmt: skip
+                                      "--held-out", str(demo_dir() / "dev.tsv"), "--task", task,
+                                      "--few-shot", str(demo_dir())])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "real held-out" in result.output and "agreement" in result.output
+    assert "few-shot" in result.output and "|u-v|" in result.output  # rich markup escaped
+    assert "agreement" in result.output
     missing = CliRunner().invoke(app, ["judge-synthetic", str(synthetic), "--reference", str(tmp_path / "none.tsv"),
                                        "--held-out", str(demo_dir() / "dev.tsv"), "--task", task])  # fmt: skip
     assert missing.exit_code == 2 and "none.tsv" in missing.output

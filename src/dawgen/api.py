@@ -188,9 +188,12 @@ def inspect_synthetic(
 
 def judge_synthetic(
     synthetic: list[str | Path], *, reference: str | Path, held_out: str | Path, task: str | TaskSpec,
-    out: str | Path | None = None, sample: int | None = None,
+    out: str | Path | None = None, sample: int | None = None, few_shot: str | Path | None = None, seed: int = 13,
+    k: int = 16,
 ) -> dict[str, Any]:  # fmt: skip
     """Label consistency of synthetic sets: a MiniLM + logistic-regression judge fitted on the labelled
     real ``reference`` pairs (e.g. a task's pool with its gold labels), its accuracy on the real
-    ``held_out`` pairs, and how often it agrees with each synthetic set's labels; JSON in ``out``."""
-    return _judge_synthetic(synthetic, reference=reference, held_out=held_out, task=task, out=out, sample=sample)
+    ``held_out`` pairs, how often it agrees with each synthetic set's labels, and the held-out accuracy
+    of a judge fitted on each set (and on the ``few_shot`` training split); JSON in ``out``."""
+    return _judge_synthetic(synthetic, reference=reference, held_out=held_out, task=task, out=out, sample=sample,
+                            few_shot=few_shot, seed=seed, k=k)  # fmt: skip

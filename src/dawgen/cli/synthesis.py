@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from dawgen.cli.common import (
@@ -182,23 +183,34 @@ def judge_synthetic_command(
     task: Annotated[str, typer.Option(help="Task name (built-in) or task YAML file.")],
     out: Annotated[Path | None, typer.Option(help="JSON file for the report.")] = None,
     sample: Annotated[int | None, typer.Option(help="Reference rows used (a seeded draw; default all).")] = None,
+    few_shot: Annotated[
+        str | None, typer.Option(help="Also fit the judge on this k-shot split (folder or data root, --seed, --k).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the k-shot split and of the reference draw.")] = 13,
+    k: Annotated[int, typer.Option(help="Examples per label of the k-shot split.")] = 16,
 ) -> None:
     """Label consistency: how often a judge trained on real labelled pairs agrees with synthetic labels."""
     from dawgen import api
 
     try:
         report = api.judge_synthetic(synthetic, reference=reference, held_out=held_out, task=task, out=out,
-                                     sample=sample)  # fmt: skip
+                                     sample=sample, few_shot=few_shot, seed=seed, k=k)  # fmt: skip
     except (*USER_ERRORS, ModuleNotFoundError) as exc:
         fail(exc)
-    table = Table(title=f"{report['task']}: judge ({report['judge']}) fitted on {report['reference']} real pairs")
-    for column in ("set", "examples", "agreement %", "balanced %", "per label %"):
+    title = f"{report['task']}: judge ({report['judge']}) fitted on {report['reference']} real pairs"
+    table = Table(title=escape(title))
+    for column in ("set", "examples", "agreement %", "balanced %", "per label %", "held-out % when trained on it"):
         table.add_column(column, overflow="fold")
+    table.caption = "agreement: the judge's label = the set's own; last column: a judge fitted on the set alone"
     named = {"real held-out": report["real_held_out"]} | report["synthetic"]
     for name, row in named.items():
         per_label = ", ".join(f"{label} {_fmt(v['agreement'], '.1f')}" for label, v in row["per_label"].items())
+        trained = row.get("trained_on_it", {}).get("accuracy")
         table.add_row(name, str(row["examples"]), _fmt(row["agreement"], ".1f"),
-                      _fmt(row["balanced_agreement"], ".1f"), per_label)  # fmt: skip
+                      _fmt(row["balanced_agreement"], ".1f"), per_label, _fmt(trained, ".1f"))  # fmt: skip
+    if "few_shot_trained" in report:
+        few = report["few_shot_trained"]
+        table.add_row(f"few-shot train ({few['trained_on']})", "", "", "", "", _fmt(few["accuracy"], ".1f"))
     console.print(table)
     if out:
         console.print(f"report in [bold]{out}[/]")

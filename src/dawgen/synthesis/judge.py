@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from dawgen.data.example import Example
-from dawgen.data.sources import load_test
+from dawgen.data.sources import load_fewshot, load_test
 from dawgen.data.synthetic import load_synthetic
 from dawgen.synthesis.embeddings import SentenceEncoder
 from dawgen.tasks.registry import get_task
@@ -100,36 +100,60 @@ def agreement(judge: Judge, features: torch.Tensor, examples: Sequence[Example])
     }
 
 
+def held_out_accuracy(
+    labels: Sequence[str], features: torch.Tensor, rows: Sequence[Example], held: torch.Tensor,
+    held_out: Sequence[Example],
+) -> dict[str, Any]:  # fmt: skip
+    """Accuracy on ``held_out`` of a judge fitted on ``rows`` (for synthetic rows: train on synthetic, test on real)."""
+    result = agreement(Judge(labels).fit(features, [e.label for e in rows]), held, held_out)
+    return {"trained_on": len(rows), "accuracy": result["agreement"], "balanced_accuracy": result["balanced_agreement"]}
+
+
 def label_consistency(
     synthetic: dict[str, Sequence[Example]], reference: Sequence[Example], held_out: Sequence[Example],
-    labels: Sequence[str], encoder: SentenceEncoder | None = None,
+    labels: Sequence[str], encoder: SentenceEncoder | None = None, few_shot: Sequence[Example] = (),
 ) -> dict[str, Any]:  # fmt: skip
-    """Fit a judge on ``reference``, score it on ``held_out`` real pairs and on each named synthetic set."""
+    """Fit a judge on ``reference``, score it on ``held_out`` real pairs and on each named synthetic set.
+
+    Independently of any prompt-tuned classifier, also the usefulness of each set as training data:
+    the held-out accuracy of the same kind of judge fitted on the set alone (``trained_on_it``), beside
+    one fitted on the ``few_shot`` real pairs, when given."""
     encoder = encoder or SentenceEncoder()
     judge = Judge(labels).fit(pair_features(encoder, reference), [e.label for e in reference])
+    held = pair_features(encoder, held_out)
     report: dict[str, Any] = {
         "judge": JUDGE_FEATURES,
         "reference": len(reference),
-        "real_held_out": agreement(judge, pair_features(encoder, held_out), held_out),
-        "synthetic": {name: agreement(judge, pair_features(encoder, rows), rows) for name, rows in synthetic.items()},
+        "real_held_out": agreement(judge, held, held_out),
+        "synthetic": {},
     }
+    if few_shot:
+        report["few_shot_trained"] = held_out_accuracy(labels, pair_features(encoder, few_shot), few_shot, held,
+                                                       held_out)  # fmt: skip
+    for name, rows in synthetic.items():
+        features = pair_features(encoder, rows)
+        report["synthetic"][name] = agreement(judge, features, rows)
+        report["synthetic"][name]["trained_on_it"] = held_out_accuracy(labels, features, rows, held, held_out)
     return report
 
 
 def judge_synthetic(
     synthetic: Sequence[str | Path], *, reference: str | Path, held_out: str | Path, task: str | TaskSpec,
-    out: str | Path | None = None, sample: int | None = None, seed: int = 0,
+    out: str | Path | None = None, sample: int | None = None, few_shot: str | Path | None = None, seed: int = 13,
+    k: int = 16,
 ) -> dict[str, Any]:  # fmt: skip
     """:func:`label_consistency` of synthetic files (verbatim copies kept, as generated) with a judge fitted
     on the labelled ``reference`` file and checked on ``held_out`` (files or ``hf:NAME``); ``sample``
-    caps the reference rows (a seeded draw). Written to the JSON file ``out`` when given."""
+    caps the reference rows (a draw with ``seed``); ``few_shot`` (a k-shot folder or data root, with
+    ``seed`` and ``k``) adds the judge fitted on the few-shot training split. Written to ``out`` when given."""
     spec = get_task(task)
     rows = load_test(spec, reference)
     if sample is not None and sample < len(rows):
         rows = random.Random(seed).sample(rows, sample)
     sets = {str(path): load_synthetic(spec, path, drop_copies=False).examples for path in synthetic}
+    train = load_fewshot(spec, few_shot, seed=seed, k=k).train if few_shot is not None else []
     report = {"task": spec.name, "reference_file": str(reference), "held_out_file": str(held_out)}
-    report |= label_consistency(sets, rows, load_test(spec, held_out), spec.labels)
+    report |= label_consistency(sets, rows, load_test(spec, held_out), spec.labels, few_shot=train)
     if out is not None:
         atomic_write_json(out, report)
     return report
