@@ -7,7 +7,8 @@ For every task and seed of RUN_DIR/results.json, the synthetic sets its methods 
 a MiniLM + logistic-regression judge fitted on the task's pool with its gold labels (rows the few-shot
 learner never sees as labelled data) and checked on the run's test set. ``--fewgen`` adds FewGen's public
 set of that task and seed where the data root has one. Per task and seed, the JSON report goes to
-``--out/<TASK>-<seed>.json``.
+``--out/<TASK>-<seed>.json``; a report already there is read back, not recomputed (delete it to redo).
+Percentages are balanced (the mean over labels of the per-label rate), as the test sets are not.
 """
 
 from __future__ import annotations
@@ -36,20 +37,26 @@ def labelled_pool(data: Path, task: str) -> Path:
     raise FileNotFoundError(f"no labelled pool for {task} under {data / task} (looked for {', '.join(POOL_FILES)})")
 
 
-def rows(task: str, seed: int, report: dict[str, Any], names: dict[str, str]) -> list[str]:
+def set_name(path: str) -> str:
+    """``synthetic-dawgen-<key>/synthetic.jsonl`` -> ``synthetic-dawgen``; FewGen's file by its folder."""
+    parts = Path(path).parts
+    return "FewGen's public set" if "fewgen-synthetic" in parts else parts[-2].rsplit("-", 1)[0]
+
+
+def rows(task: str, seed: int, report: dict[str, Any]) -> list[str]:
     labels = list(report["real_held_out"]["per_label"])
-    few = report.get("few_shot_trained", {}).get("accuracy")
+    few = report.get("few_shot_trained", {}).get("balanced_accuracy")
     out = [
         f"| {task} | {seed} | real test set (judge check) | {report['real_held_out']['examples']} "
         f"| {_fmt(report['real_held_out']['balanced_agreement'])} | "
         + " / ".join(_fmt(report["real_held_out"]["per_label"][label]["agreement"]) for label in labels)
-        + f" | few-shot real: {_fmt(few)} |"
+        + f" | few-shot real pairs: {_fmt(few)} |"
     ]
     for path, result in report["synthetic"].items():
         per_label = " / ".join(_fmt(result["per_label"][label]["agreement"]) for label in labels)
         out.append(
-            f"| {task} | {seed} | {names[path]} | {result['examples']} | {_fmt(result['balanced_agreement'])} "
-            f"| {per_label} | {_fmt(result['trained_on_it']['accuracy'])} |"
+            f"| {task} | {seed} | {set_name(path)} | {result['examples']} | {_fmt(result['balanced_agreement'])} "
+            f"| {per_label} | {_fmt(result['trained_on_it']['balanced_accuracy'])} |"
         )
     return out
 
@@ -68,24 +75,24 @@ def main() -> None:
     records = json.loads((args.run_dir / "results.json").read_text())["records"]
     data = Path(config.data)
     lines = [
-        "| task | seed | set | examples | judge agreement, balanced % | per label % | held-out % when trained on it |",
+        "| task | seed | set | examples | judge agrees % | per label % | test % of a judge trained on it |",
         "|---|---|---|---|---|---|---|",
     ]
     wanted = set(args.seeds or [r["seed"] for r in records])
     for task in dict.fromkeys(r["task"] for r in records):
         for seed in sorted({r["seed"] for r in records if r["task"] == task} & wanted):
-            used = {r["synthetic"]: r["synthetic"].split("/")[-2].rsplit("-", 1)[0] for r in records
-                    if r["task"] == task and r["seed"] == seed and r["synthetic"]}  # fmt: skip
-            names = {str(args.run_dir / path): name for path, name in used.items()}
+            paths = sorted({str(args.run_dir / r["synthetic"]) for r in records
+                            if r["task"] == task and r["seed"] == seed and r["synthetic"]})  # fmt: skip
             fewgen = data / task / "fewgen-synthetic" / f"16-{seed}" / "gen-train.json"
             if args.fewgen and fewgen.is_file():
-                names[str(fewgen)] = "FewGen's public set"
-            report = judge_synthetic(
-                list(names), reference=labelled_pool(data, task), held_out=config.test_file(get_task(task)),
-                task=task, out=args.out / f"{task}-{seed}.json", few_shot=data, seed=seed, k=config.k,
+                paths.append(str(fewgen))
+            saved = args.out / f"{task}-{seed}.json"
+            report = json.loads(saved.read_text()) if saved.is_file() else judge_synthetic(
+                paths, reference=labelled_pool(data, task), held_out=config.test_file(get_task(task)),
+                task=task, out=saved, few_shot=data, seed=seed, k=config.k,
             )  # fmt: skip
-            lines += rows(task, seed, report, names)
-            print("\n".join(lines[-len(names) - 1 :]), flush=True)
+            lines += rows(task, seed, report)
+            print("\n".join(lines[-len(report["synthetic"]) - 1 :]), flush=True)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text("\n".join(lines) + "\n")
     print(f"table in {args.report}")
