@@ -40,7 +40,11 @@ def labelled_pool(data: Path, task: str) -> Path:
 def set_name(path: str) -> str:
     """``synthetic-dawgen-<key>/synthetic.jsonl`` -> ``synthetic-dawgen``; FewGen's file by its folder."""
     parts = Path(path).parts
-    return "FewGen's public set" if "fewgen-synthetic" in parts else parts[-2].rsplit("-", 1)[0]
+    return "FewGen's public set" if _is_public(path) else parts[-2].rsplit("-", 1)[0]
+
+
+def _is_public(path: str) -> bool:
+    return "fewgen-synthetic" in Path(path).parts
 
 
 def rows(task: str, seed: int, report: dict[str, Any]) -> list[str]:
@@ -52,7 +56,8 @@ def rows(task: str, seed: int, report: dict[str, Any]) -> list[str]:
         + " / ".join(_fmt(report["real_held_out"]["per_label"][label]["agreement"]) for label in labels)
         + f" | few-shot real pairs: {_fmt(few)} |"
     ]
-    for path, result in report["synthetic"].items():
+    by_name = sorted(report["synthetic"].items(), key=lambda item: (_is_public(item[0]), set_name(item[0])))
+    for path, result in by_name:
         per_label = " / ".join(_fmt(result["per_label"][label]["agreement"]) for label in labels)
         out.append(
             f"| {task} | {seed} | {set_name(path)} | {result['examples']} | {_fmt(result['balanced_agreement'])} "
