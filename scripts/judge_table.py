@@ -37,14 +37,14 @@ def labelled_pool(data: Path, task: str) -> Path:
     raise FileNotFoundError(f"no labelled pool for {task} under {data / task} (looked for {', '.join(POOL_FILES)})")
 
 
+def _is_public(path: str) -> bool:
+    return "fewgen-synthetic" in Path(path).parts
+
+
 def set_name(path: str) -> str:
     """``synthetic-dawgen-<key>/synthetic.jsonl`` -> ``synthetic-dawgen``; FewGen's file by its folder."""
     parts = Path(path).parts
     return "FewGen's public set" if _is_public(path) else parts[-2].rsplit("-", 1)[0]
-
-
-def _is_public(path: str) -> bool:
-    return "fewgen-synthetic" in Path(path).parts
 
 
 def rows(task: str, seed: int, report: dict[str, Any]) -> list[str]:

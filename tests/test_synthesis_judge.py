@@ -50,6 +50,8 @@ def test_pair_features_shape_and_single_sentences():
     single = pair_features(encoder, [Example("the dog", "yes")])
     d = len(KeywordEncoder.vocabulary)
     assert torch.equal(single[0, d : 2 * d], torch.zeros(d)) and torch.equal(single[0, 2 * d : 3 * d], single[0, :d])
+    mixed = pair_features(encoder, [Example("the dog", "yes"), *toy(1)])
+    assert torch.equal(mixed[0], single[0]) and torch.equal(mixed[1], features[0])
 
 
 def test_consistent_labels_agree_and_flipped_labels_do_not():

@@ -32,9 +32,10 @@ JUDGE_FEATURES = "MiniLM [u, v, |u-v|, u*v] + logistic regression"
 def pair_features(encoder: SentenceEncoder, examples: Sequence[Example]) -> torch.Tensor:
     """[N, 4d] features of sentence pairs (single sentences: [u, 0, |u|, 0])."""
     first = encoder.encode([e.text_a for e in examples])
-    second = encoder.encode([e.text_b or "" for e in examples])
-    if all(e.text_b is None for e in examples):
-        second = torch.zeros_like(first)
+    second = torch.zeros_like(first)
+    paired = [i for i, e in enumerate(examples) if e.text_b is not None]
+    if paired:
+        second[paired] = encoder.encode([examples[i].text_b for i in paired])
     return torch.cat([first, second, (first - second).abs(), first * second], dim=1)
 
 
