@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from dawgen.baselines import TransferConfig, load_source_prompt, run_transfer
+from dawgen.classifier.adapter import load_prompt, save_prompt
 from dawgen.classifier.scorer import VerbalizerScorer
-from dawgen.classifier.soft_prompt import load_prompt, save_prompt
 from dawgen.classifier.train import PromptTrainer
 from dawgen.constants import ADAPTER_DIR, RESULT_FILE
 from dawgen.data.example import Example

@@ -9,16 +9,17 @@ import torch
 from peft import PeftModel
 from tests_support import RTE_PAIRS
 
+from dawgen.classifier.adapter import load_prompt, save_prompt
 from dawgen.classifier.batching import bucketed_order, collate
 from dawgen.classifier.config import PromptTuneConfig
 from dawgen.classifier.encoding import TaskEncoder
 from dawgen.classifier.run import prompt_tune
 from dawgen.classifier.scorer import VerbalizerScorer
-from dawgen.classifier.soft_prompt import insert_soft_prompt, load_prompt, save_prompt
 from dawgen.classifier.train import PromptTrainer
 from dawgen.constants import ADAPTER_DIR, CHECKPOINT_DIR, METRICS_FILE, RESULT_FILE
 from dawgen.data.example import Example
 from dawgen.models.loading import load_model
+from dawgen.models.soft_prompt import insert_soft_prompt
 from dawgen.tasks import Family, get_task
 
 FAMILIES = [Family.DECODER, Family.SEQ2SEQ, Family.MASKED]

@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dawgen.classifier.config import PromptTuneConfig
+from dawgen.classifier.evaluate import EvalMethod
+from dawgen.classifier.evaluate import evaluate as _evaluate
 from dawgen.classifier.run import TuneOutcome
 from dawgen.classifier.run import prompt_tune as _prompt_tune
 from dawgen.config import config_from_dict, load_yaml
 from dawgen.data.sources import DEMO_TASK_FILE, demo_dir, load_fewshot, load_test
 from dawgen.data.synthetic import load_synthetic
-from dawgen.evaluation.run import EvalMethod
-from dawgen.evaluation.run import evaluate as _evaluate
 from dawgen.generator.config import GeneratorConfig
 from dawgen.generator.run import GeneratorOutcome
 from dawgen.generator.run import tune_generator as _tune_generator
@@ -25,7 +25,7 @@ from dawgen.synthesis.quality import inspect_synthetic as _inspect_synthetic
 from dawgen.tasks.registry import get_task
 from dawgen.tasks.schema import TaskSpec
 
-if TYPE_CHECKING:  # the pipeline is built on this module's functions
+if TYPE_CHECKING:  # imported where used: the pipeline sits below this face
     from dawgen.pipeline import RunConfig
 
 

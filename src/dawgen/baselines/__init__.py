@@ -4,7 +4,7 @@
 its result (the shape of a prompt-tuning result: ``method``, ``task``, ``model``, ``dev``, ``test``,
 ``trainable_parameters``, ``train_seconds``, ``config``, ...); ``BASELINES[name].config`` is its
 settings class (``dawgen.config.config_from_dict(BASELINES[name].config, options)``). Zero-shot and
-in-context prompting, which train nothing, are ``dawgen.evaluation.run.evaluate``; prompt tuning
+in-context prompting, which train nothing, are ``dawgen.classifier.evaluate.evaluate``; prompt tuning
 is ``dawgen.classifier.run.prompt_tune``.
 """
 

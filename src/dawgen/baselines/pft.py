@@ -22,11 +22,11 @@ from dawgen.baselines.ft import FTConfig, training_copy
 from dawgen.classifier.config import PromptTuneConfig
 from dawgen.classifier.run import train_classifier
 from dawgen.classifier.scorer import VerbalizerScorer
-from dawgen.classifier.soft_prompt import PromptInit
 from dawgen.classifier.train import Trainable
 from dawgen.config import to_dict
 from dawgen.data.example import Example
 from dawgen.models.loading import LoadedModel
+from dawgen.models.soft_prompt import PromptInit
 from dawgen.tasks.schema import TaskSpec
 
 

@@ -23,10 +23,10 @@ from typing import Any
 
 import torch
 
-from dawgen.classifier.run import inputs_fingerprint
 from dawgen.config import to_dict
 from dawgen.constants import METRICS_FILE, RESULT_FILE
 from dawgen.data.example import Example
+from dawgen.data.fingerprint import inputs_fingerprint
 from dawgen.evaluation.metrics import classification_metrics
 from dawgen.models.loading import LoadedModel
 from dawgen.models.precision import pick_device

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from peft import PeftConfig
 
+from dawgen.classifier.adapter import load_prompt
 from dawgen.classifier.config import PromptTuneConfig
 from dawgen.classifier.run import prompt_tune
-from dawgen.classifier.soft_prompt import load_prompt
 from dawgen.data.example import Example
 from dawgen.models.loading import LoadedModel
 from dawgen.tasks.schema import TaskSpec

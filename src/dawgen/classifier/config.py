@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from dawgen.classifier.combine import Combine
-from dawgen.classifier.soft_prompt import PromptInit
+from dawgen.models.soft_prompt import PromptInit
 
 DEFAULT_MERGED_LABEL_SMOOTHING = 0.1
 

@@ -12,18 +12,18 @@ from typing import Any
 
 import torch
 
+from dawgen.classifier.adapter import load_prompt, save_prompt
 from dawgen.classifier.combine import Combine, plan_steps
 from dawgen.classifier.config import PromptTuneConfig
-from dawgen.classifier.scorer import Scorer, VerbalizerScorer
-from dawgen.classifier.soft_prompt import load_prompt, save_prompt
+from dawgen.classifier.scorer import Scorer, VerbalizerScorer, predict_with_progress
 from dawgen.classifier.train import PROMPT_ONLY, PromptTrainer, Trainable
 from dawgen.config import to_dict
 from dawgen.constants import ADAPTER_DIR, METRICS_FILE, RESULT_FILE, TRAINING_PLOT
 from dawgen.data.example import Example
+from dawgen.data.fingerprint import inputs_fingerprint
 from dawgen.data.synthetic import SyntheticSet
 from dawgen.evaluation.metrics import classification_metrics
 from dawgen.evaluation.plots import plot_training
-from dawgen.evaluation.predict import predict_with_progress
 from dawgen.models.loading import LoadedModel
 from dawgen.models.precision import describe_precision
 from dawgen.progress import progress_bar
@@ -37,18 +37,6 @@ class TuneOutcome:
 
     result: dict[str, Any]
     prompt: torch.Tensor | None
-
-
-def inputs_fingerprint(model: str, task: TaskSpec, *datasets: Sequence[Example], extra: str = "") -> str:
-    """A short hash of what a run reads: the model, the task, every example (and ``extra``, if any)."""
-    digest = hashlib.sha256(f"{model}\n{task!r}".encode())
-    for examples in datasets:
-        digest.update(b"\x00")
-        for example in examples:
-            digest.update(f"{example.text_a}\t{example.text_b}\t{example.label}\n".encode())
-    if extra:
-        digest.update(b"\x01" + extra.encode())
-    return digest.hexdigest()[:16]
 
 
 def prompt_tune(

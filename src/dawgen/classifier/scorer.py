@@ -6,12 +6,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from rich.progress import Progress
 
 from dawgen.classifier.batching import Batch, collate, sorted_batches
 from dawgen.classifier.encoding import Encoded, TaskEncoder
-from dawgen.classifier.soft_prompt import insert_soft_prompt
 from dawgen.models.loading import LoadedModel
 from dawgen.models.precision import autocast, pick_device, resolve_precision
+from dawgen.models.soft_prompt import insert_soft_prompt
 from dawgen.tasks.schema import Family, TaskSpec
 
 
@@ -112,3 +113,16 @@ class VerbalizerScorer(Scorer):
             return out.logits[:, 0]
         out = self.model(inputs_embeds=embeds, attention_mask=mask)
         return out.logits[torch.arange(len(embeds), device=self.device), batch.answer_index]
+
+
+def predict_with_progress(
+    scorer: Scorer,
+    items: Sequence[Encoded],
+    prompt: torch.Tensor | None,
+    bar: Progress,
+    batch_size: int = 32,
+    description: str = "evaluate",
+) -> torch.Tensor:
+    """Label-word logits for ``items``, advancing a progress bar as batches finish."""
+    bar_task = bar.add_task(description, total=len(items), status="")
+    return scorer.predict_logits(items, prompt, batch_size, on_batch=lambda n: bar.advance(bar_task, n))

@@ -22,10 +22,10 @@ from dawgen.classifier.combine import Combine, Step, plan_steps
 from dawgen.classifier.config import OptimizerName, PromptTuneConfig
 from dawgen.classifier.encoding import Encoded
 from dawgen.classifier.scorer import Scorer
-from dawgen.classifier.soft_prompt import initial_prompt
 from dawgen.config import settings_fingerprint
 from dawgen.constants import CHECKPOINT_DIR, METRICS_FILE
 from dawgen.evaluation.metrics import classification_metrics
+from dawgen.models.soft_prompt import initial_prompt
 from dawgen.surgery import combine
 from dawgen.utils.io import append_jsonl, atomic_dir, atomic_write_text, truncate_jsonl
 

@@ -1,4 +1,4 @@
-"""Scoring a test set with a progress bar, and the predictions file."""
+"""The predictions file: one JSON record per scored example."""
 
 from __future__ import annotations
 
@@ -7,25 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from rich.progress import Progress
 
-from dawgen.classifier.encoding import Encoded
-from dawgen.classifier.scorer import Scorer
 from dawgen.data.example import Example
 from dawgen.utils.io import atomic_write_text
-
-
-def predict_with_progress(
-    scorer: Scorer,
-    items: Sequence[Encoded],
-    prompt: torch.Tensor | None,
-    bar: Progress,
-    batch_size: int = 32,
-    description: str = "evaluate",
-) -> torch.Tensor:
-    """Label-word logits for ``items``, advancing a progress bar as batches finish."""
-    bar_task = bar.add_task(description, total=len(items), status="")
-    return scorer.predict_logits(items, prompt, batch_size, on_batch=lambda n: bar.advance(bar_task, n))
 
 
 def write_predictions(

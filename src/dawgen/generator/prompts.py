@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from dawgen.classifier.soft_prompt import PromptInit, initial_prompt, insert_soft_prompt
 from dawgen.generator.sequences import GenBatch
 from dawgen.models.precision import autocast
+from dawgen.models.soft_prompt import PromptInit, initial_prompt, insert_soft_prompt
 from dawgen.tasks.schema import TaskSpec
 
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dawgen.classifier.run import inputs_fingerprint
 from dawgen.config import to_dict
 from dawgen.constants import GENERATOR_DIR, METRICS_FILE, RESULT_FILE, TRAINING_PLOT
 from dawgen.data.example import Example
+from dawgen.data.fingerprint import inputs_fingerprint
 from dawgen.generator.artifacts import TunedGenerator, load_generator, save_generator
 from dawgen.generator.config import GeneratorConfig
 from dawgen.generator.diagnostics import plot_generator_training

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from dawgen.classifier.combine import Combine
+from dawgen.classifier.evaluate import EvalMethod
 from dawgen.config import ConfigError
-from dawgen.evaluation.run import EvalMethod
 from dawgen.generator.config import Variant
 
 OURS = "ours"

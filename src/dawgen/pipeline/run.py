@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dawgen import api
-from dawgen.classifier.run import inputs_fingerprint
 from dawgen.config import to_dict
 from dawgen.constants import GENERATOR_DIR, QUALITY_REPORT, RESULT_FILE, RESULTS_FILE, RESULTS_TABLE, SYNTHETIC_FILE
+from dawgen.data.fingerprint import inputs_fingerprint
 from dawgen.data.sources import load_fewshot, load_test
+from dawgen.data.synthetic import load_synthetic
 from dawgen.evaluation.tables import results_table
 from dawgen.generator.config import Variant
 from dawgen.models.loading import load_model
@@ -81,10 +81,16 @@ class SeedRun:
         gen_config = cfg.generator_config(variant, self.seed)
         key = stage_key(cfg.generator_model, self.data_key, to_dict(gen_config))
         folder = self.folder / f"generator-{variant.value}-{key}"
-        self.timed("generator", variant.value, folder, key, folder / RESULT_FILE, lambda: api.tune_generator(
-            task=self.task, data=cfg.data, model=cfg.generator_model, out=folder, k=cfg.k,
-            trust_remote_code=cfg.trust_remote_code, generator_config=gen_config, show_progress=self.show_progress,
-        ))  # fmt: skip
+
+        def work() -> None:
+            from dawgen.generator.run import tune_generator
+
+            loaded = load_model(cfg.generator_model, trust_remote_code=cfg.trust_remote_code)
+            train, dev = _kshot(cfg, self.task, self.seed)
+            tune_generator(loaded, self.task, train, dev, config=gen_config, out_dir=folder,
+                           show_progress=self.show_progress)  # fmt: skip
+
+        self.timed("generator", variant.value, folder, key, folder / RESULT_FILE, work)
         return folder, key
 
     # -- stage 2 -------------------------------------------------------------------------------
@@ -99,12 +105,13 @@ class SeedRun:
         path = folder / SYNTHETIC_FILE
 
         def work() -> None:
-            api.generate_synthetic(
-                generator=generator / GENERATOR_DIR, out=path, pool=pool, task=self.task,
-                generation_config=gen_config, show_progress=self.show_progress,
-            )  # fmt: skip
+            from dawgen.synthesis.generate import generate_synthetic
+            from dawgen.synthesis.quality import inspect_synthetic
+
+            generate_synthetic(generator / GENERATOR_DIR, path, gen_config, pool=pool, task=self.task,
+                               show_progress=self.show_progress)  # fmt: skip
             if cfg.quality and not (folder / QUALITY_REPORT).exists():
-                api.inspect_synthetic(path, real=cfg.data, task=self.task, seed=self.seed, k=cfg.k, out=folder)
+                inspect_synthetic(path, cfg.data, task=self.task, seed=self.seed, k=cfg.k, out=folder)
 
         done = folder / QUALITY_REPORT if cfg.quality else summary_path(path)
         self.timed("synthesis", variant.value, folder, key, done, work)
@@ -114,23 +121,18 @@ class SeedRun:
     def method(self, method: Method, synthetic: Synthetic | None) -> dict[str, Any]:
         cfg = self.config
         test = cfg.test_file(self.task)
-        common = {"task": self.task, "model": cfg.classifier_model, "trust_remote_code": cfg.trust_remote_code}
         if method.kind is MethodKind.UNTRAINED:
             key = stage_key(cfg.classifier_model, self.data_key, test, method.name)
             folder = self.folder / f"{method.name}-{key}"
-            result = self.timed("evaluation", method.name, folder, key, folder / RESULT_FILE, lambda: _saved_or(
-                folder, lambda: api.evaluate(**common, test=test, method=method.name, data=cfg.data, seed=self.seed,
-                                             k=cfg.k, out=folder, show_progress=self.show_progress),
-            ))  # fmt: skip
+            result = self.timed("evaluation", method.name, folder, key, folder / RESULT_FILE,
+                                lambda: _saved_or(folder, lambda: self.evaluate(method, test, folder)))  # fmt: skip
         elif method.kind is MethodKind.PROMPT_TUNING:
             tune_config = cfg.classifier_config(method, self.seed)
             syn_key = synthetic.key if synthetic else None
             key = stage_key(cfg.classifier_model, self.data_key, test, to_dict(tune_config), syn_key)
             folder = self.folder / f"{method.name}-{key}"
-            result = self.timed("classifier", method.name, folder, key, folder / RESULT_FILE, lambda: api.prompt_tune(
-                **common, data=cfg.data, test=test, synthetic=synthetic.path if synthetic else None, out=folder,
-                k=cfg.k, tune_config=tune_config, show_progress=self.show_progress,
-            ).result)  # fmt: skip
+            result = self.timed("classifier", method.name, folder, key, folder / RESULT_FILE,
+                                lambda: self.prompt_tune(tune_config, test, synthetic, folder))  # fmt: skip
         else:
             settings = cfg.baseline_config(method.name, self.task, self.seed)
             key = stage_key(cfg.classifier_model, self.data_key, test, method.name, to_dict(settings))
@@ -138,6 +140,27 @@ class SeedRun:
             result = self.timed("baseline", method.name, folder, key, folder / RESULT_FILE,
                                 lambda: self.baseline(method.name, settings, test, folder))  # fmt: skip
         return self.record(method, result, folder, synthetic)
+
+    def evaluate(self, method: Method, test: str, folder: Path) -> dict[str, Any]:
+        """An untrained method (zero-shot, in-context) of the frozen classifier on this task and seed."""
+        from dawgen.classifier.evaluate import evaluate
+
+        cfg = self.config
+        loaded = load_model(cfg.classifier_model, trust_remote_code=cfg.trust_remote_code)
+        train, _ = _kshot(cfg, self.task, self.seed)
+        return evaluate(loaded, self.task, load_test(self.task, test), method=method.name, train=train, seed=self.seed,
+                        out_dir=folder, show_progress=self.show_progress)  # fmt: skip
+
+    def prompt_tune(self, tune_config: Any, test: str, synthetic: Synthetic | None, folder: Path) -> dict[str, Any]:
+        """Stage 3: prompt tuning on the real k-shot split (and the synthetic set, if any) of this task and seed."""
+        from dawgen.classifier.run import prompt_tune
+
+        cfg = self.config
+        loaded = load_model(cfg.classifier_model, trust_remote_code=cfg.trust_remote_code)
+        train, dev = _kshot(cfg, self.task, self.seed)
+        syn = load_synthetic(self.task, synthetic.path) if synthetic else None
+        return prompt_tune(loaded, self.task, train, dev, synthetic=syn, test=load_test(self.task, test),
+                           config=tune_config, out_dir=folder, show_progress=self.show_progress).result  # fmt: skip
 
     def baseline(self, name: str, settings: Any, test: str, folder: Path) -> dict[str, Any]:
         """A baseline of ``dawgen.baselines`` on this task and seed (a finished run is read back)."""

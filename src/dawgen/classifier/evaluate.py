@@ -1,4 +1,4 @@
-"""`dawgen evaluate`: a test set scored zero-shot, in-context, or with a tuned prompt."""
+"""`dawgen evaluate`: a test set scored zero-shot, in-context, or with a tuned prompt (stage 3's evaluation)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from dawgen.classifier.scorer import VerbalizerScorer
-from dawgen.classifier.soft_prompt import load_prompt
+from dawgen.classifier.adapter import load_prompt
+from dawgen.classifier.in_context import encode_in_context
+from dawgen.classifier.scorer import VerbalizerScorer, predict_with_progress
 from dawgen.constants import PREDICTIONS_FILE, RESULT_FILE
 from dawgen.data.example import Example
-from dawgen.evaluation.baselines import encode_in_context
 from dawgen.evaluation.metrics import classification_metrics
-from dawgen.evaluation.predict import predict_with_progress, write_predictions
+from dawgen.evaluation.predict import write_predictions
 from dawgen.models.loading import LoadedModel
 from dawgen.models.precision import describe_precision
 from dawgen.progress import progress_bar
