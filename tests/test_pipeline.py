@@ -154,3 +154,51 @@ def test_baselines_run_as_methods_of_a_run(talkative_dir, tmp_path):
     assert ft["trainable_parameters"] > 100 * ppt_record["trainable_parameters"] > 0  # every weight vs a prompt
     with pytest.raises(ConfigError, match="not among the methods"):
         config_from_dict(RunConfig, {"tasks": ["RTE"], "data": "x", "baselines": {"ft": {}}})
+
+
+def test_the_oracle_trains_on_gold_pool_rows_that_are_no_kshot_row(talkative_dir, tmp_path):
+    from dawgen.data.oracle import ORACLE_LABEL, pair_key
+    from dawgen.data.readers import load_split, write_examples_tsv
+    from dawgen.tasks import get_task
+
+    task = get_task(str(DEMO / DEMO_TASK_FILE))
+    root = tmp_path / "data" / task.name  # seed 13: the demo's split; seed 42: 4 + 4 test rows per label
+    kshot = {13: [load_split(task, DEMO / name) for name in ("train.tsv", "dev.tsv")]}
+    test_rows = load_split(task, DEMO / "test.tsv")
+    by_label = [[e for e in test_rows if e.label == label] for label in task.labels]
+    kshot[42] = [[e for rows in by_label for e in rows[:4]], [e for rows in by_label for e in rows[4:8]]]
+    for seed, splits in kshot.items():
+        for name, rows in zip(("train", "dev"), splits, strict=True):
+            write_examples_tsv(root / "k-shot" / f"16-{seed}" / f"{name}.tsv", rows)
+    every_kshot_row = [e for splits in kshot.values() for rows in splits for e in rows]
+    pool = [*every_kshot_row, *test_rows]  # seed 42's 16 k-shot rows are among the test rows too
+    (root / "pool").mkdir()
+    records = {str(i): {"text_a": e.text_a, "text_b": e.text_b, "label": e.label} for i, e in enumerate(pool)}
+    (root / "pool" / "train.json").write_text(json.dumps(records))
+    classifier = {"max_steps": 3, "eval_every": 3, "batch_size": 4, "syn_batch_size": 4, "num_virtual_tokens": 4,
+                  "precision": "fp32", "device": "cpu"}  # fmt: skip
+    config = write_config(tmp_path, talkative_dir, data=str(tmp_path / "data"), methods=["pt", "oracle+paired+surgery"],
+                          generation={"per_label": 6}, classifier=classifier)  # fmt: skip
+    out = tmp_path / "run"
+    output = run_cli(config, out).output
+    assert "bal" in output  # the printed table shows balanced accuracy
+    _, oracle = results(out)
+    assert oracle["method"] == "oracle+paired+surgery" and oracle["generator"] is None
+    assert oracle["conflict_rate"] is not None and "balanced_accuracy" in oracle["test"]
+    assert oracle["synthetic"].startswith(f"{task.name}/seed-13/oracle-")
+    assert oracle["synthetic"].endswith(SYNTHETIC_FILE)
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    assert [s["stage"] for s in manifest["stages"]] == ["oracle", "classifier", "classifier"]  # no generator tuned
+    sampled = load_split(task, out / oracle["synthetic"])
+    forbidden = {pair_key(e) for e in every_kshot_row}
+    assert len(sampled) == 12 and not [e for e in sampled if pair_key(e) in forbidden]
+    assert {label: sum(e.label == label for e in sampled) for label in task.labels} == dict.fromkeys(task.labels, 6)
+    summary = json.loads((out / oracle["synthetic"]).with_name("synthetic.summary.json").read_text())
+    assert summary["source"] == ORACLE_LABEL and summary["removed"]["kshot_rows"] == len(every_kshot_row) + 16
+    assert summary["pool"] == str(root / "pool" / "train.json") and len(summary["kshot_folders"]) == 2
+    assert ORACLE_LABEL in (out / RESULTS_TABLE).read_text()
+    assert run_cli(config, out).output.count("(cached)") == 3
+    from dawgen.api import report
+
+    text = report(out).read_text()
+    assert "| oracle+paired+surgery [oracle (gold pool labels)] |" in text and "gold-data oracle" in text

@@ -102,7 +102,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, png: bytes) -> Path:
             (root / folder / "training.png").write_bytes(png)
             collapsed = method == "pt" and seed == 13  # every test prediction one label
             test = {"accuracy": accuracy, "loss": 0.6, "top_prediction_share": 100.0 if collapsed else 60.0}
-            test |= {"f1": accuracy + 5} if task == "MRPC" else {}
+            # MRPC's results predate balanced accuracy (an older results.json)
+            test |= {"f1": accuracy + 5} if task == "MRPC" else {"balanced_accuracy": accuracy - 1}
             records.append({
                 "task": task, "seed": seed, "method": method, "test": test, "dev": {"accuracy": 60.0},
                 "folder": folder, "conflict_rate": 0.5 if method == "ours" else None, "trainable_parameters": 20480,
@@ -137,22 +138,32 @@ def row(text: str, first_cell: str) -> str:
 
 def test_report_files_and_results_table(report: tuple[str, str]):
     text = report[0]
-    # mean (std) over seeds 13 and 42: std of (50, 52) is sqrt(2); MRPC adds F1
-    assert row(text, "pt") == "| pt | 51.0 (1.4) | 56.0 (1.4) / F1 61.0 (1.4) | 53.5 | 20.48K |"
-    assert row(text, "ours") == "| ours | 62.0 (2.8) | 71.0 (1.4) / F1 76.0 (1.4) | 66.5 | 20.48K |"
-    assert "| RTE | 13 | 50.0* | 60.0 (50% conflicts) |" in text and "| RTE | 42 | 52.0 | " in text
+    # mean (std) over seeds 13 and 42: std of (50, 52) is sqrt(2); MRPC adds F1 and has no balanced accuracy;
+    # pt's seed 13 put every test prediction on one label
+    assert row(text, "pt") == (
+        "| pt | 51.0 (1.4) / bal 50.0 (1.4) / top 100%* | 56.0 (1.4) / F1 61.0 (1.4) / bal - / top 100%* "
+        "| 53.5 | - | 20.48K |"
+    )
+    ours = "| ours | 62.0 (2.8) / bal 61.0 (2.8) | 71.0 (1.4) / F1 76.0 (1.4) / bal - | 66.5 | - | 20.48K |"
+    assert row(text, "ours") == ours
+    assert "| RTE | 13 | 50.0 / bal 49.0 / top 100%* | 60.0 / bal 59.0 / top 60% (50% conflicts) |" in text
+    assert "| MRPC | 42 | 57.0 / bal - / top 60% | " in text
+    assert "`bal`: balanced accuracy" in text and "avg bal" in row(text, "method")
     assert "git commit: 0123abc" in text and "| classifier.model | smollm2-135m |" in text
     assert "| transformers | 5.23.0 |" in text and "| classifier | 8 | 10m 00s | 100% |" in text
-    assert "RTE: ours 62.0 vs pt 51.0: +11.0 points (paper, T5-large: +5.7)" in text
+    helped = "RTE: ours 62.0 vs pt 51.0: +11.0 points (paper, T5-large: +5.7); balanced accuracy 61.0 vs 50.0: +11.0"
+    assert helped in text
+    assert "MRPC: ours 71.0 vs pt 56.0: +15.0 points (paper, T5-large: +10.7); best here" in text  # no balanced
+    assert "gold-data oracle" not in text  # no oracle row in this run
 
 
 def test_paper_numbers_beside_ours(report: tuple[str, str]):
     text = report[0]
-    assert row(text, "ours").startswith("| ours | 62.0 (2.8) |")  # the results table comes first
+    assert row(text, "ours").startswith("| ours | 62.0 (2.8) / bal 61.0 (2.8) |")  # the results table comes first
     beside = [line for line in text.splitlines() if line.startswith("| ours | Ours (DawGen + Real + GS) (Table 1)")]
-    assert beside == ["| ours | Ours (DawGen + Real + GS) (Table 1) | 102K | 62.0 (2.8) | 57.40 | 71.0 (1.4) | 69.67 "
-                      "| 66.5 | 63.53 |"]  # fmt: skip
-    assert "| pt | Prompt Tuning (Table 1) | 102K | 51.0 (1.4) | 51.70 | 56.0 (1.4) | 58.94 |" in text
+    assert beside == ["| ours | Ours (DawGen + Real + GS) (Table 1) | 102K | 62.0 (2.8) / bal 61.0 (2.8) | 57.40 "
+                      "| 71.0 (1.4) / bal - | 69.67 | 66.5 | 63.53 |"]  # fmt: skip
+    assert "| pt | Prompt Tuning (Table 1) | 102K | 51.0 (1.4) / bal 50.0 (1.4) | 51.70 | 56.0 (1.4) / bal - |" in text
     assert "Table 1 rows this run has no counterpart for: Prompting (0-shot), In-Context, FT" in text
 
 
@@ -198,7 +209,7 @@ def test_missing_pieces_are_skipped(tmp_path: Path):
     (tmp_path / "report" / "curves-OLD.png").write_bytes(b"stale")
     markdown, page = write_report(tmp_path)
     text = markdown.read_text()
-    assert "manifest.json not found" in text and "| pt | 50.0 (0.0) | - | - | - |" in text
+    assert "manifest.json not found" in text and "| pt | 50.0 (0.0) / bal - | - | - | - | - |" in text
     assert "| ours |" not in text.split("## What helped")[0] and "| ft |" not in text  # no test accuracy
     assert "no ours-vs-pt comparison" in text and "No run logged gradient conflicts" in text
     assert "No run used synthetic data." in text and "No run folder with a metrics.jsonl" in text
@@ -261,3 +272,49 @@ def test_parameter_counts_show_a_range_only_where_they_differ():
     assert _parameters(records(134_515_202, 134_516_354), "ft") == "134.5M"  # 2 vs 3 label heads
     assert _parameters(records(11_520, 23_040), "ft") == "11.52K-23.04K"
     assert _parameters(records(), "ft") == "-"
+
+
+def test_the_report_says_how_much_of_the_oracle_gain_ours_recovers(tmp_path: Path):
+    scores = {  # (task, method) -> (accuracy, balanced accuracy), one seed
+        ("RTE", "pt"): (50.0, 50.0), ("RTE", "ours"): (56.0, 55.0), ("RTE", "oracle+paired+surgery"): (60.0, 60.0),
+        ("RTE", "fewgen+merged"): (52.0, 51.0), ("RTE", "oracle+merged"): (58.0, 56.0),
+        ("MRPC", "pt"): (55.0, 50.0), ("MRPC", "ours"): (58.0, 52.0), ("MRPC", "oracle+paired+surgery"): (54.0, 48.0),
+    }  # fmt: skip
+    oracle_file = "RTE/seed-13/oracle-abc/synthetic.jsonl"
+    rows = [{"text_a": f"Gold premise {i}.", "text_b": f"Gold hypothesis {i}.", "label": RTE_LABELS[i % 2]}
+            for i in range(4)]  # fmt: skip
+    (tmp_path / oracle_file).parent.mkdir(parents=True)
+    (tmp_path / oracle_file).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_json(tmp_path / "RTE/seed-13/oracle-abc/synthetic.summary.json", {
+        "source": "oracle (gold pool labels)", "pool": "data/RTE/pool/train.json", "pool_rows": 30, "kshot_rows": 12,
+        "kshot_pairs": 10, "removed": {"kshot_rows": 9, "duplicates": 1, "verbatim_copies": 0},
+        "target_per_label": 2, "per_label": {"entailment": 2, "not_entailment": 2}, "short": False, "written": 4,
+    })  # fmt: skip
+    records = [
+        {"task": task, "seed": 13, "method": method, "folder": None, "generator": None,
+         "synthetic": oracle_file if (task, method) == ("RTE", "oracle+paired+surgery") else None,
+         "test": {"accuracy": acc, "balanced_accuracy": bal, "top_prediction_share": 95.0 if method == "pt" else 60.0}}
+        for (task, method), (acc, bal) in scores.items()
+    ]  # fmt: skip
+    methods = ["pt", "ours", "fewgen+merged", "oracle+merged", "oracle+paired+surgery"]
+    write_json(tmp_path / "results.json", {"tasks": ["RTE", "MRPC"], "seeds": [13], "methods": methods,
+                                           "records": records})  # fmt: skip
+    text = write_report(tmp_path)[0].read_text()
+    section = text.split("## Against the gold-data oracle: oracle (gold pool labels)")[1].split("\n## ")[0]
+    # (ours - pt) / (oracle - pt): balanced (55 - 50) / (60 - 50), accuracy (56 - 50) / (60 - 50)
+    assert "| RTE | ours | oracle+paired+surgery | balanced accuracy | 50.0 | 55.0 | 60.0 | 50% |" in section
+    assert "| RTE | ours | oracle+paired+surgery | accuracy | 50.0 | 56.0 | 60.0 | 60% |" in section
+    assert "| RTE | fewgen+merged | oracle+merged | accuracy | 50.0 | 52.0 | 58.0 | 25% |" in section
+    assert "| MRPC | ours | oracle+paired+surgery | balanced accuracy | 50.0 | 52.0 | 48.0 | n/a" in section
+    assert "fewgen+merged | oracle+merged" not in section.split("| MRPC |")[1]  # MRPC has no such rows
+    assert row(text, "oracle+paired+surgery [oracle (gold pool labels)]").startswith(
+        "| oracle+paired+surgery [oracle (gold pool labels)] | 60.0 (0.0) / bal 60.0 (0.0) | 54.0 (0.0) / bal 48.0"
+    )
+    assert "| pt | 50.0 (0.0) / bal 50.0 (0.0) / top 95%* |" in text and "gold labels in place of" in text
+    assert "RTE: ours 56.0 vs pt 50.0: +6.0 points" in text and "best here: ours (56.0)" in text  # not the oracle
+    assert "RTE: RTE/seed-13/oracle-abc/synthetic.jsonl (oracle (gold pool labels))" in text
+    assert (
+        "oracle (gold pool labels): 4 rows with their gold labels sampled from data/RTE/pool/train.json "
+        "(2 per label, target 2); removed from the pool's 30 rows: 9 rows of "
+        "a k-shot split (any seed, train or dev; 10 distinct k-shot pairs), 1 duplicates, 0 verbatim copies."
+    ) in text

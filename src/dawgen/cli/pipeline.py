@@ -34,12 +34,14 @@ def nest(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def results_by_method(records: list[dict[str, Any]]) -> Table:
-    """Mean test accuracy over seeds, one row per method, one column per task."""
-    from dawgen.evaluation.tables import metric_cell
+    """Mean test accuracy (F1 where reported) and balanced accuracy over seeds, one row per method, one
+    column per task; collapsed classifiers flagged (``dawgen.evaluation.tables.metric_cell``)."""
+    from dawgen.evaluation.tables import COLLAPSED_SHARE, metric_cell
 
     tasks = list(dict.fromkeys(r["task"] for r in records))
     methods = list(dict.fromkeys(r["method"] for r in records))
-    table = Table(title="test accuracy %")
+    title = f"test accuracy % (/ F1) / bal: balanced accuracy; top N%*: >= {COLLAPSED_SHARE:.0f}% on one label"
+    table = Table(title=title)
     for column in ("method", *tasks):
         table.add_column(column)
     for method in methods:

@@ -53,9 +53,15 @@ def load_fewshot(task: TaskSpec, data: str | Path, *, seed: int = 13, k: int = 1
     return load_kshot_folder(task, find_kshot_folder(path, task.name, k, seed))
 
 
-def load_test(task: TaskSpec, spec: str | Path) -> list[Example]:
-    """An evaluation set: a file in any supported format, or ``hf:NAME[:CONFIG[:SPLIT]]``."""
+def load_labelled(task: TaskSpec, spec: str | Path, *, split: str = "train") -> list[Example]:
+    """Labelled examples of ``task``: a file in any supported format, or ``hf:NAME[:CONFIG[:SPLIT]]``
+    (``split`` when the spec names none)."""
     text = str(spec)
     if text.startswith(HUB_PREFIX):
-        return _hub_examples(task, text, "validation")
+        return _hub_examples(task, text, split)
     return load_split(task, Path(spec))
+
+
+def load_test(task: TaskSpec, spec: str | Path) -> list[Example]:
+    """An evaluation set: a file in any supported format, or ``hf:NAME[:CONFIG[:SPLIT]]`` (split validation)."""
+    return load_labelled(task, spec, split="validation")

@@ -1,4 +1,5 @@
-"""Markdown tables of results over seeds: mean (std) of test accuracy, and F1 where reported."""
+"""Markdown tables of results over seeds: mean (std) of test accuracy (F1 where reported), balanced accuracy,
+and a flag on classifiers that put almost every test example on one label."""
 
 from __future__ import annotations
 
@@ -7,16 +8,42 @@ from typing import Any
 
 from dawgen.evaluation.metrics import aggregate, format_mean_std
 
+COLLAPSED_SHARE = 90.0  # % of the test predictions on one label from which a run is flagged as collapsed
+CELL_LEGEND = (
+    "Each cell: test accuracy in % (then F1 of the positive class where the task reports it), mean (std) over "
+    "seeds; `bal`: balanced accuracy (the mean recall of the labels; chance is 100 / labels), `-` where a result "
+    "predates it; `top N%*`: the largest share of the test predictions on one label among the seeds, shown where "
+    f"a seed reaches {COLLAPSED_SHARE:.0f}% (the classifier has collapsed)."
+)
 
-def metric_cell(runs: Sequence[Mapping[str, float]]) -> str:
-    """``acc mean (std)``, followed by ``/ F1 mean (std)`` when the runs report F1."""
+
+def collapsed(test: Mapping[str, Any]) -> bool:
+    """Whether one run's test metrics show at least ``COLLAPSED_SHARE`` % of the predictions on one label."""
+    share = test.get("top_prediction_share")
+    return isinstance(share, int | float) and share >= COLLAPSED_SHARE
+
+
+def top_share_flag(runs: Sequence[Mapping[str, Any]]) -> str:
+    """`` / top N%*`` with the largest top-label share of the runs when one of them collapsed, else ``""``."""
+    shares = [run["top_prediction_share"] for run in runs if collapsed(run)]
+    return f" / top {max(shares):.0f}%*" if shares else ""
+
+
+def stat_cell(stats: Mapping[str, tuple[float, float]], key: str) -> str:
+    """``mean (std)`` of metric ``key``, or ``-`` when the runs do not all report it."""
+    return format_mean_std(*stats[key]) if key in stats else "-"
+
+
+def metric_cell(runs: Sequence[Mapping[str, Any]]) -> str:
+    """``acc mean (std)`` [``/ F1 mean (std)``] ``/ bal mean (std)`` [``/ top N%*``]: the paper's metric
+    first, then balanced accuracy, then the collapse flag (see ``CELL_LEGEND``)."""
     if not runs:
         return "-"
     stats = aggregate(runs)
     cell = format_mean_std(*stats["accuracy"])
     if "f1" in stats:
         cell += f" / F1 {format_mean_std(*stats['f1'])}"
-    return cell
+    return cell + f" / bal {stat_cell(stats, 'balanced_accuracy')}" + top_share_flag(runs)
 
 
 def results_table(

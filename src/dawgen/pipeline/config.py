@@ -8,6 +8,7 @@ from typing import Any
 
 from dawgen.classifier.config import PromptTuneConfig
 from dawgen.config import ConfigError, config_from_dict
+from dawgen.data.oracle import ORACLE, OracleConfig, find_labelled_pool
 from dawgen.generator.config import GeneratorConfig, Variant
 from dawgen.models.loading import DEFAULT_MODEL
 from dawgen.pipeline.methods import Method, MethodKind, parse_method
@@ -27,7 +28,9 @@ class RunConfig:
     file is ``<data>/<task>/<test_file of the task table>`` and its pool is the data root's (the demo
     task brings its own). ``test_files`` names a task's test set outright (a file or ``hf:NAME``).
     ``generator``, ``generation``, ``classifier`` and ``baselines`` (one mapping per baseline method)
-    hold the options of stages 1, 2 and 3 (see ``dawgen tune-generator --help`` etc.).
+    hold the options of stages 1, 2 and 3 (see ``dawgen tune-generator --help`` etc.). ``oracle`` holds
+    the options of the ``oracle+<strategy>`` methods, which train on pool rows with their **gold labels**
+    (``dawgen.data.oracle.OracleConfig``: ``pool``, the labelled pool; by default the run's pool).
     """
 
     tasks: list[str] = field(default_factory=list)
@@ -47,6 +50,7 @@ class RunConfig:
     generation: dict[str, Any] = field(default_factory=dict)
     classifier: dict[str, Any] = field(default_factory=dict)
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    oracle: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("tasks", "seeds", "methods"):
@@ -67,6 +71,9 @@ class RunConfig:
         unused = sorted(set(self.baselines) - set(self.methods))
         if unused:
             raise ConfigError(f"run config: 'baselines' has options for {unused}, which are not among the methods")
+        self.oracle_config()
+        if self.oracle and not self.uses_oracle():
+            raise ConfigError(f"run config: 'oracle' has options, but none of the methods is {ORACLE}+<strategy>")
         self.specs()
         for seed in self.seeds:
             self.generator_config(Variant.DAWGEN, seed)
@@ -87,6 +94,21 @@ class RunConfig:
         """The generators the methods need, in a fixed order."""
         needed = {m.variant for m in self.parsed_methods() if m.variant is not None}
         return [v for v in Variant if v in needed]
+
+    def uses_oracle(self) -> bool:
+        return any(m.oracle for m in self.parsed_methods())
+
+    def oracle_config(self) -> OracleConfig:
+        return config_from_dict(OracleConfig, self.oracle, "run config: oracle")
+
+    def oracle_pool(self, task: TaskSpec) -> str:
+        """The labelled pool the oracle methods of ``task`` sample from, with its gold labels: ``oracle.pool``
+        (``{task}`` replaced), else the run's pool (``pool_source``)."""
+        pool = self.oracle_config().pool
+        spec = pool.format(task=task.name) if pool else self.pool_source(task)
+        if spec is None:
+            raise ConfigError(f"task {task.name}: the {ORACLE} methods need a labelled pool; set oracle.pool")
+        return find_labelled_pool(task, spec)
 
     def generator_config(self, variant: Variant, seed: int) -> GeneratorConfig:
         options = {**self.generator, "variant": variant, "seed": seed}

@@ -7,6 +7,8 @@ Grammar (one name per method of a results table):
 - ``<generator>+<combine>[+surgery]``: prompt tuning on real + synthetic data, the synthetic set made by
   the ``plain``, ``fewgen`` or ``dawgen`` generator and combined as ``syn``, ``merged``, ``merged_ls``,
   ``real_then_syn``, ``syn_then_real`` or ``paired`` (``+surgery``: gradient surgery, paired only);
+- ``oracle+<combine>[+surgery]``: the same, with the "synthetic" set drawn from the task's pool with its
+  **gold labels** (``dawgen.data.oracle``): the ceiling a perfect generator would reach in that budget;
 - ``ours``: ``dawgen+paired+surgery``, the paper's method;
 - the baselines of ``dawgen.baselines`` by their names (``ft``, ``pft``, ...).
 """
@@ -19,6 +21,7 @@ from enum import StrEnum
 from dawgen.classifier.combine import Combine
 from dawgen.classifier.evaluate import EvalMethod
 from dawgen.config import ConfigError
+from dawgen.data.oracle import ORACLE
 from dawgen.generator.config import Variant
 
 OURS = "ours"
@@ -41,10 +44,16 @@ class Method:
     variant: Variant | None = None  # the generator whose synthetic set the method trains on
     combine: Combine = Combine.REAL
     surgery: bool = False
+    oracle: bool = False  # trains on gold-labelled pool rows in place of a generator's samples
 
     @property
     def needs_synthetic(self) -> bool:
-        return self.variant is not None
+        return self.variant is not None or self.oracle
+
+    @property
+    def source(self) -> str | None:
+        """Where the method's synthetic set comes from: a generator variant, ``oracle``, or None (real data only)."""
+        return ORACLE if self.oracle else self.variant.value if self.variant is not None else None
 
 
 def baseline_names() -> tuple[str, ...]:
@@ -66,13 +75,16 @@ def parse_method(name: str) -> Method:
         return Method(name, MethodKind.BASELINE)
     parts = (OURS_RECIPE if name == OURS else name).split("+")
     variants, combines = [v.value for v in Variant], [c.value for c in Combine if c is not Combine.REAL]
-    if 2 <= len(parts) <= 3 and parts[0] in variants and parts[1] in combines and parts[2:] in ([], [SURGERY]):
+    sources = [*variants, ORACLE]
+    if 2 <= len(parts) <= 3 and parts[0] in sources and parts[1] in combines and parts[2:] in ([], [SURGERY]):
         surgery = parts[2:] == [SURGERY]
         if surgery and parts[1] != Combine.PAIRED.value:
             raise ConfigError(f"method {name!r}: gradient surgery needs paired batches (<generator>+paired+surgery)")
-        return Method(name, MethodKind.PROMPT_TUNING, Variant(parts[0]), Combine(parts[1]), surgery)
+        oracle = parts[0] == ORACLE
+        variant = None if oracle else Variant(parts[0])
+        return Method(name, MethodKind.PROMPT_TUNING, variant, Combine(parts[1]), surgery, oracle)
     raise ConfigError(
         f"unknown method {name!r}; choose zero-shot, in-context, pt, {OURS}, "
-        f"<{'|'.join(variants)}>+<{'|'.join(combines)}>[+surgery]"
+        f"<{'|'.join(sources)}>+<{'|'.join(combines)}>[+surgery]"
         + (f", or a baseline: {', '.join(baseline_names())}" if baseline_names() else "")
     )

@@ -8,6 +8,7 @@ own checkpoint or part files, and a changed setting reruns only the stages that 
     RUN/manifest.json  RUN/results.json  RUN/results.md
     RUN/<task>/seed-<s>/generator-<variant>-<key>/    (stage 1: generator/, metrics, plot, result.json)
     RUN/<task>/seed-<s>/synthetic-<variant>-<key>/    (stage 2: synthetic.jsonl, summary, quality)
+    RUN/<task>/seed-<s>/oracle-<key>/                 (the oracle's gold-labelled pool sample, read as stage 2)
     RUN/<task>/seed-<s>/<method>-<key>/               (stage 3: adapter/, metrics, plot, result.json)
 """
 
@@ -24,9 +25,10 @@ from typing import Any
 from dawgen.config import to_dict
 from dawgen.constants import GENERATOR_DIR, QUALITY_REPORT, RESULT_FILE, RESULTS_FILE, RESULTS_TABLE, SYNTHETIC_FILE
 from dawgen.data.fingerprint import inputs_fingerprint
-from dawgen.data.sources import load_fewshot, load_test
+from dawgen.data.oracle import ORACLE, ORACLE_LEGEND, SAMPLING_VERSION
+from dawgen.data.sources import load_fewshot, load_labelled, load_test
 from dawgen.data.synthetic import load_synthetic
-from dawgen.evaluation.tables import results_table
+from dawgen.evaluation.tables import CELL_LEGEND, results_table
 from dawgen.generator.config import Variant
 from dawgen.models.loading import load_model
 from dawgen.pipeline.config import RunConfig
@@ -45,11 +47,11 @@ def stage_key(*parts: Any) -> str:
 
 @dataclass
 class Synthetic:
-    """Stage 2's output for one generator variant."""
+    """Stage 2's output for one generator variant (or the oracle's gold-labelled sample: no generator)."""
 
     path: Path
     key: str
-    generator: Path
+    generator: Path | None
 
 
 @dataclass
@@ -117,6 +119,42 @@ class SeedRun:
         self.timed("synthesis", variant.value, folder, key, done, work)
         return Synthetic(path, key, generator)
 
+    # -- the oracle: stage 2 with gold pool labels ----------------------------------------------
+    def oracle(self) -> Synthetic:
+        """The oracle's "synthetic" set: ``generation.per_label`` rows of every label drawn with the seed from
+        the task's pool **with their gold labels**, every row of any k-shot split of the task removed."""
+        from dawgen.data.oracle import kshot_folders, kshot_rows, sample_oracle, write_oracle_set
+
+        cfg = self.config
+        per_label = cfg.generation_config(self.seed).per_label
+        pool_file = cfg.oracle_pool(self.task)
+        pool = load_labelled(self.task, pool_file)
+        folders = kshot_folders(self.task, cfg.data)
+        exclude = kshot_rows(self.task, folders)
+        for seed in cfg.seeds:  # the run's own splits, also when they are sampled from a file
+            exclude += [e for split in _kshot(cfg, self.task, seed) for e in split]
+        fingerprint = inputs_fingerprint("", self.task, pool, exclude)
+        key = stage_key(SAMPLING_VERSION, self.data_key, fingerprint, per_label, self.seed)
+        folder = self.folder / f"oracle-{key}"
+        path = folder / SYNTHETIC_FILE
+
+        def work() -> None:
+            from dawgen.synthesis.quality import inspect_synthetic
+
+            if not summary_path(path).exists():
+                oracle = sample_oracle(self.task, pool, exclude, per_label, self.seed)
+                if oracle.summary["short"]:
+                    console.print(f"[yellow]{self.task.name}: the pool holds {oracle.summary['per_label']} rows "
+                                  f"per label for the oracle, fewer than {per_label}[/]")  # fmt: skip
+                write_oracle_set(oracle, path, summary_path(path), pool=pool_file,
+                                 kshot_folders=[str(f) for f in folders])  # fmt: skip
+            if cfg.quality and not (folder / QUALITY_REPORT).exists():
+                inspect_synthetic(path, cfg.data, task=self.task, seed=self.seed, k=cfg.k, out=folder)
+
+        done = folder / QUALITY_REPORT if cfg.quality else summary_path(path)
+        self.timed("oracle", "gold pool", folder, key, done, work)
+        return Synthetic(path, key, None)
+
     # -- stage 3 -------------------------------------------------------------------------------
     def method(self, method: Method, synthetic: Synthetic | None) -> dict[str, Any]:
         cfg = self.config
@@ -182,7 +220,7 @@ class SeedRun:
             "task": self.task.name, "seed": self.seed, "method": method.name, "test": result["test"],
             "dev": result.get("dev"), "folder": relative(folder), "conflict_rate": result.get("conflict_rate"),
             "trainable_parameters": result.get("trainable_parameters"),
-            "generator": relative(synthetic.generator) if synthetic else None,
+            "generator": relative(synthetic.generator) if synthetic and synthetic.generator else None,
             "synthetic": relative(synthetic.path) if synthetic else None,
         }  # fmt: skip
 
@@ -196,6 +234,8 @@ def run_pipeline(config: RunConfig, show_progress: bool = True) -> list[dict[str
     """Every task x seed x method of ``config``; writes the run folder and returns the results records."""
     for task in config.specs():
         config.test_file(task)  # a missing test set fails now, not after hours of training
+        if config.uses_oracle():
+            config.oracle_pool(task)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = Manifest.open(out, to_dict(config))
@@ -205,9 +245,11 @@ def run_pipeline(config: RunConfig, show_progress: bool = True) -> list[dict[str
         for seed in config.seeds:
             data_key = inputs_fingerprint("", task, *_kshot(config, task, seed))
             run = SeedRun(config, task, seed, out / task.name / f"seed-{seed}", data_key, manifest, show_progress)
-            synthetic = {variant: run.synthetic(variant) for variant in config.variants()}
+            synthetic = {variant.value: run.synthetic(variant) for variant in config.variants()}
+            if config.uses_oracle():
+                synthetic[ORACLE] = run.oracle()
             for method in config.parsed_methods():
-                records.append(run.method(method, synthetic.get(method.variant)))
+                records.append(run.method(method, synthetic.get(method.source)))
                 write_results(out, config, records)  # a stopped run still shows what it finished
     return records
 
@@ -226,5 +268,7 @@ def write_results(out: Path, config: RunConfig, records: list[dict[str, Any]]) -
     for record in records:
         cells.setdefault((record["method"], record["task"]), []).append(record)
     seeds = ", ".join(map(str, config.seeds))
-    lines = [f"Test accuracy in % (F1 where the task reports it), mean (std) over seeds {seeds}.", ""]
+    lines = [f"Seeds {seeds}. {CELL_LEGEND}", ""]
+    if config.uses_oracle():
+        lines += [ORACLE_LEGEND, ""]
     atomic_write_text(out / RESULTS_TABLE, "\n".join(lines + results_table(cells, config.methods, tasks)) + "\n")

@@ -9,7 +9,7 @@ from dawgen.constants import REPORT_DIR, REPORT_HTML, REPORT_MARKDOWN
 from dawgen.reporting.data_sections import generators, gradient_conflicts, training_curves
 from dawgen.reporting.document import Document, Image, to_html, to_markdown
 from dawgen.reporting.run_data import load_run
-from dawgen.reporting.sections import helped, overview, paper_comparison, results
+from dawgen.reporting.sections import helped, oracle_recovery, overview, paper_comparison, results
 from dawgen.reporting.synthetic_section import synthetic_data
 from dawgen.utils.io import atomic_write_text
 
@@ -23,6 +23,7 @@ def build_report(run_dir: str | Path) -> Document:
         overview(data),
         results(data),
         helped(data),
+        oracle_recovery(data),
         paper_comparison(data),
         training_curves(data, figures),
         gradient_conflicts(data, figures),

@@ -7,16 +7,19 @@ from collections.abc import Mapping, Sequence
 from statistics import fmean
 from typing import Any
 
+from dawgen.data.oracle import ORACLE, ORACLE_LABEL, ORACLE_LEGEND
 from dawgen.evaluation.metrics import aggregate, format_mean_std
-from dawgen.evaluation.tables import results_table
+from dawgen.evaluation.tables import CELL_LEGEND, COLLAPSED_SHARE, collapsed, results_table, stat_cell
 from dawgen.reporting.document import Block, Bullets, Heading, Table, Text
 from dawgen.reporting.paper import paper_results
-from dawgen.reporting.run_data import PROMPT_TUNING, RunData
+from dawgen.reporting.run_data import OURS, PROMPT_TUNING, RunData
 
 STAGES = ("generator", "synthesis", "classifier", "evaluation")
 MAX_STAGE_ROWS = 60  # beyond this, only the slowest stages are listed one by one
 MAX_VALUE_CHARS = 120
-COLLAPSED = 90.0  # % of the test predictions on one label from which the per-seed table flags a run
+COLLAPSED = COLLAPSED_SHARE  # % of the test predictions on one label from which a run is flagged
+BALANCED = "balanced_accuracy"
+ORACLE_COUNTERPART = f"{ORACLE}+paired+surgery"  # the oracle row ours is measured against
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -60,8 +63,27 @@ def mean_accuracy(runs: Sequence[Mapping[str, Any]]) -> float:
     return aggregate([run["test"] for run in runs])["accuracy"][0]
 
 
+def mean_metric(runs: Sequence[Mapping[str, Any]], key: str) -> float | None:
+    """The mean over ``runs`` of test metric ``key``, or None when a run lacks it (e.g. an older results.json)."""
+    stats = aggregate([run["test"] for run in runs]) if runs else {}
+    return stats[key][0] if key in stats else None
+
+
 def accuracy_cell(runs: Sequence[Mapping[str, Any]]) -> str:
-    return format_mean_std(*aggregate([run["test"] for run in runs])["accuracy"]) if runs else "-"
+    """``acc mean (std) / bal mean (std)`` (``bal -`` where the runs predate balanced accuracy)."""
+    if not runs:
+        return "-"
+    stats = aggregate([run["test"] for run in runs])
+    return f"{format_mean_std(*stats['accuracy'])} / bal {stat_cell(stats, BALANCED)}"
+
+
+def is_oracle(method: str) -> bool:
+    return method.startswith(f"{ORACLE}+")
+
+
+def method_label(method: str) -> str:
+    """The method's name in the report's tables; oracle rows say that they train on gold pool labels."""
+    return f"{method} [{ORACLE_LABEL}]" if is_oracle(method) else method
 
 
 def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -139,6 +161,25 @@ def _parameters(data: RunData, method: str) -> str:
     return low if low == high else f"{low}-{high}"
 
 
+def _average(runs_per_task: Sequence[Sequence[Mapping[str, Any]]], key: str) -> str:
+    """The mean of the per-task means of metric ``key``, for a method run on every task (else ``-``)."""
+    means = [mean_metric(runs, key) if runs else None for runs in runs_per_task]
+    return f"{fmean(means):.1f}" if len(means) > 1 and all(m is not None for m in means) else "-"
+
+
+def seed_cell(run: Mapping[str, Any] | None) -> str:
+    """One run: ``acc / bal b / top t%`` (``*`` when collapsed), then its conflict rate where it has one."""
+    if run is None:
+        return "-"
+    test = run["test"]
+    top = test.get("top_prediction_share")
+    cell = f"{test['accuracy']:.1f} / bal {format_number(test.get(BALANCED), '{:.1f}')} / top "
+    cell += format_number(top, "{:.0f}%") + ("*" if collapsed(test) else "")
+    if isinstance(run.get("conflict_rate"), int | float):
+        cell += f" ({run['conflict_rate']:.0%} conflicts)"
+    return cell
+
+
 def results(data: RunData) -> list[Block]:
     """Section 2: mean (std) over seeds, a row per method and a column per task; then every seed."""
     methods, tasks, cells = data.methods, data.tasks, data.cells()
@@ -148,21 +189,24 @@ def results(data: RunData) -> list[Block]:
     table = Table.from_markdown(results_table(cells, methods, tasks))
     for row, method in zip(table.rows, methods, strict=True):
         runs = [cells[method, task] for task in tasks]
-        row.append(f"{fmean(mean_accuracy(r) for r in runs):.1f}" if len(tasks) > 1 and all(runs) else "-")
-        row.append(_parameters(data, method))
-    table.header.extend(["avg", "#params"])
+        row[0] = method_label(method)
+        row += [_average(runs, "accuracy"), _average(runs, BALANCED), _parameters(data, method)]
+    table.header.extend(["avg", "avg bal", "#params"])
     seeds = ", ".join(map(str, data.seeds))
+    legend = (
+        f"Seeds {seeds}. {CELL_LEGEND} avg, avg bal: mean of the per-task mean accuracies (balanced accuracies), "
+        "for methods run on every task. #params: trainable parameters."
+    )
+    if any(is_oracle(m) for m in methods):
+        legend += f" {ORACLE_LEGEND}"
     blocks += [
-        Text(
-            f"Test accuracy in % (and F1 of the positive class where the task reports it), mean (std) over seeds "
-            f"{seeds}. avg: mean of the per-task mean accuracies, for methods run on every task. #params: "
-            "trainable parameters."
-        ),
+        Text(legend),
         table,
         Heading(3, "Per seed"),
         Text(
-            "Test accuracy; in brackets the share of paired steps whose gradients conflicted, where there is one; "
-            f"`*`: at least {COLLAPSED:.0f}% of the test predictions are one label (the classifier has collapsed)."
+            "Test accuracy / balanced accuracy / top-label share (the share of the test predictions on the most "
+            f"predicted label; `*`: at least {COLLAPSED:.0f}%, the classifier has collapsed); in brackets the share "
+            "of paired steps whose gradients conflicted, where there is one."
         ),
     ]
     rows = []
@@ -170,13 +214,7 @@ def results(data: RunData) -> list[Block]:
         for seed in data.seeds:
             row = [task, str(seed)]
             for method in methods:
-                run = next((r for r in cells[method, task] if r["seed"] == seed), None)
-                cell = "-" if run is None else f"{run['test']['accuracy']:.1f}"
-                if run is not None and run["test"].get("top_prediction_share", 0) >= COLLAPSED:
-                    cell += "*"
-                if run is not None and isinstance(run.get("conflict_rate"), int | float):
-                    cell += f" ({run['conflict_rate']:.0%} conflicts)"
-                row.append(cell)
+                row.append(seed_cell(next((r for r in cells[method, task] if r["seed"] == seed), None)))
             if any(cell != "-" for cell in row[2:]):
                 rows.append(row)
     return [*blocks, Table(["task", "seed", *methods], rows)]
@@ -191,7 +229,6 @@ def helped(data: RunData) -> list[Block]:
         means = {m: mean_accuracy(data.scored(m, task)) for m in data.methods if data.scored(m, task)}
         if not means:
             continue
-        best = max(means, key=means.__getitem__)
         line = f"{task}: "
         if ours in means and PROMPT_TUNING in means:
             delta = means[ours] - means[PROMPT_TUNING]
@@ -199,10 +236,78 @@ def helped(data: RunData) -> list[Block]:
             paper_ours, paper_pt = paper.row("ours"), paper.row(PROMPT_TUNING)
             if paper_ours and paper_pt and paper_ours.score(task) is not None and paper_pt.score(task) is not None:
                 line += f" (paper, {paper.backbone}: {paper_ours.score(task) - paper_pt.score(task):+.1f})"
+            bal = {m: mean_metric(data.scored(m, task), BALANCED) for m in (ours, PROMPT_TUNING)}
+            if None not in bal.values():
+                line += f"; balanced accuracy {bal[ours]:.1f} vs {bal[PROMPT_TUNING]:.1f}: "
+                line += f"{bal[ours] - bal[PROMPT_TUNING]:+.1f}"
         else:
             line += "no ours-vs-pt comparison (the run needs both pt and ours)"
-        lines.append(f"{line}; best here: {best} ({means[best]:.1f}).")
+        contenders = [m for m in means if not is_oracle(m)]  # the oracle is a ceiling, not a contender
+        if contenders:
+            best = max(contenders, key=means.__getitem__)
+            line += f"; best here: {best} ({means[best]:.1f})"
+        lines.append(f"{line}.")
     return [*blocks, Bullets(lines) if lines else Text("No results to compare.")]
+
+
+def oracle_counterpart(method: str, methods: Sequence[str]) -> str | None:
+    """The oracle row ``method`` is measured against: ``oracle+<its strategy>`` (for ours,
+    ``oracle+paired+surgery``, else the run's first oracle row), or None."""
+    recipe = OURS[-1] if method in OURS else method
+    same = f"{ORACLE}+{recipe.partition('+')[2]}"
+    if same in methods:
+        return same
+    return next((m for m in methods if is_oracle(m)), None) if method in OURS else None
+
+
+def recovered(method: float | None, pt: float | None, oracle: float | None) -> str:
+    """``(method - pt) / (oracle - pt)`` as a percentage; n/a when the oracle gains nothing over pt."""
+    if method is None or pt is None or oracle is None:
+        return "-"
+    if oracle - pt <= 0:
+        return "n/a (the oracle gains nothing)"
+    return f"{(method - pt) / (oracle - pt):.0%}"
+
+
+def oracle_recovery(data: RunData) -> list[Block]:
+    """Per task, the share of the oracle's gain over pt that ours (and every generator row with an oracle
+    counterpart) recovers, on balanced accuracy and accuracy. Empty when the run has no oracle row."""
+    oracles = [m for m in data.methods if is_oracle(m)]
+    if not oracles:
+        return []
+    blocks: list[Block] = [
+        Heading(2, f"Against the gold-data oracle: {ORACLE_LABEL}"),
+        Text(
+            f"The {ORACLE} rows ({ORACLE}+paired+surgery, {ORACLE}+merged, ...) train exactly like the generator "
+            "rows of the same strategy (the same count per label, batching and steps) on rows of the task's pool "
+            "with their gold labels in place of generated samples, every k-shot row of any seed "
+            "removed: what a perfect generator would reach in this budget. recovered = (method - pt) / "
+            "(oracle - pt), the share of the oracle's gain over pt that a generator's data gives; n/a where the "
+            f"oracle gains nothing. Ours is measured against {ORACLE_COUNTERPART} (without it, the run's first "
+            "oracle row), every other generator row against the oracle row of its own strategy."
+        ),
+    ]
+    rows = []
+    generated = [m for m in data.methods if m != PROMPT_TUNING and not is_oracle(m)]
+    ours = data.ours()
+    generated.sort(key=lambda m: m != ours)
+    for task in data.tasks:
+        pt_runs = data.scored(PROMPT_TUNING, task)
+        if not pt_runs:
+            continue
+        for method in generated:
+            oracle = oracle_counterpart(method, data.methods)
+            runs, oracle_runs = data.scored(method, task), data.scored(oracle, task) if oracle else []
+            if not runs or not oracle_runs:
+                continue
+            for name, key in (("balanced accuracy", BALANCED), ("accuracy", "accuracy")):
+                values = [mean_metric(r, key) for r in (pt_runs, runs, oracle_runs)]
+                shown = [format_number(v, "{:.1f}") for v in values]
+                rows.append([task, method, oracle, name, *shown, recovered(values[1], values[0], values[2])])
+    if not rows:
+        return [*blocks, Text("No task has pt, a generator row and its oracle counterpart all with results.")]
+    header = ["task", "method", "its oracle", "metric", "pt", "method score", "oracle score", "recovered"]
+    return [*blocks, Table(header, rows)]
 
 
 def paper_comparison(data: RunData) -> list[Block]:

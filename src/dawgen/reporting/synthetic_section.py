@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
+from dawgen.data.oracle import ORACLE_LABEL
 from dawgen.data.synthetic import load_synthetic
 from dawgen.reporting.document import Block, Bullets, Heading, Image, Table, Text
 from dawgen.reporting.run_data import RunData, SyntheticInfo
@@ -99,6 +100,23 @@ def matched_diversity(quality: Mapping[str, Any]) -> list[Block]:
     return [Text(f"At the real set's size: {distinct}, {bleu}.")]
 
 
+def oracle_summary(summary: Mapping[str, Any]) -> str:
+    """What the oracle's sample holds and what it removed from the pool."""
+    removed, counts = summary.get("removed") or {}, summary.get("per_label") or {}
+    per_label = ", ".join(f"{label} {n}" for label, n in counts.items()) or "?"
+    if counts and len(set(counts.values())) == 1:
+        per_label = str(next(iter(counts.values())))
+    line = (
+        f"{ORACLE_LABEL}: {summary.get('written', '?')} rows with their gold labels sampled from "
+        f"{summary.get('pool', '?')} ({per_label} per label, target "
+        f"{summary.get('target_per_label', '?')}); removed from the pool's {summary.get('pool_rows', '?')} rows: "
+        f"{removed.get('kshot_rows', '?')} rows of a k-shot split (any seed, train or dev; "
+        f"{summary.get('kshot_pairs', '?')} distinct k-shot pairs), {removed.get('duplicates', '?')} duplicates, "
+        f"{removed.get('verbatim_copies', '?')} verbatim copies"
+    )
+    return line + ("; the pool ran short of the target." if summary.get("short") else ".")
+
+
 def synthetic_data(data: RunData) -> list[Block]:
     """Sections 6 and 7: per synthetic file, its generation summary, quality table and figure, and samples."""
     sets = data.synthetic_sets()
@@ -106,9 +124,13 @@ def synthetic_data(data: RunData) -> list[Block]:
     if not sets:
         return [*blocks, Text("No run used synthetic data.")]
     for info in sets:
-        blocks += [Heading(3, f"{info.task}: {info.relative}"), Bullets([f"used by: {', '.join(info.users)}"])]
         summary = info.summary
-        if summary:
+        oracle = isinstance(summary, Mapping) and summary.get("source") == ORACLE_LABEL
+        title = f"{info.task}: {info.relative}" + (f" ({ORACLE_LABEL})" if oracle else "")
+        blocks += [Heading(3, title), Bullets([f"used by: {', '.join(info.users)}"])]
+        if oracle:
+            blocks.append(Text(oracle_summary(summary)))
+        elif summary:
             filtered = {k: v for k, v in (summary.get("filters") or {}).items() if v}
             line = (
                 f"generation: {summary.get('written', '?')} written of {summary.get('attempted', '?')} attempted "
