@@ -24,7 +24,7 @@ from typing import Any
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 REFERENCE = "pft+prompt"  # every weight trains (with a soft prompt): the full-model reference
 # K per label -> (steps, batch size); dev every 25 steps
-STEPS = {16: (150, 8), 64: (200, 16), 256: (300, 16)}
+STEPS = {16: (150, 8), 64: (200, 16), 256: (250, 16)}
 # the full model at LM-BFF's learning rate range: 3e-5 moves it in a few hundred steps
 REFERENCE_LR = 3e-5
 
