@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from dawgen.classifier.config import PromptTuneConfig
 from dawgen.cli.common import (
     USER_ERRORS,
     ConfigOpt,
@@ -22,6 +21,7 @@ from dawgen.cli.common import (
     TestOpt,
     app,
     fail,
+    load_api,
     options_of,
     require,
     result_table,
@@ -81,8 +81,9 @@ def prompt_tune_command(
     set_: SetOpt = None,
 ) -> None:
     """Prompt-tune a frozen classifier on few-shot data, optionally with synthetic data."""
-    from dawgen import api
+    from dawgen.classifier.config import PromptTuneConfig
 
+    api = load_api()
     flags = {
         "task": task, "data": data, "test": test, "model": model, "out": out, "seed": seed,
         "max_steps": steps, "learning_rate": lr, "batch_size": batch_size, "num_virtual_tokens": virtual_tokens,
@@ -122,8 +123,7 @@ def evaluate_command(
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, ...")] = None,
 ) -> None:
     """Score a test set zero-shot, in-context (demonstrations from --data), or with a tuned prompt."""
-    from dawgen import api
-
+    api = load_api()
     flags = {
         "task": task, "test": test, "model": model, "method": method, "adapter": adapter, "data": data,
         "seed": seed, "out": out, "demonstrations_per_label": demonstrations, "precision": precision,

@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from transformers.utils import logging as transformers_logging
 
 from dawgen.config import ConfigError, load_yaml
 from dawgen.data.example import DataError
-from dawgen.models.loading import ModelLoadError
+from dawgen.errors import ModelLoadError
 from dawgen.progress import console
 from dawgen.tasks import TaskError
 
-transformers_logging.disable_progress_bar()  # dawgen draws its own progress bars
-transformers_logging.set_verbosity_error()
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+# torch, transformers and the other heavy libraries load only inside the commands that need them (load_api)
+HELP = """Few-shot prompt tuning of a classifier with synthetic data from a tuned LLM generator (DawGen).
+
+The whole workflow, from one YAML file:
+  run              all stages for every task, seed and method of a config
+  report           report.md and report.html of a run folder
+Or stage by stage:
+  tune-generator   1. tune per-label soft prompts of a generator LM
+  generate         2. generate a filtered, labelled synthetic set
+  prompt-tune      3. prompt-tune a classifier on real (and synthetic) data
+  evaluate         score a test set: zero-shot, in-context or a tuned prompt
+"""
+app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 # errors caused by what the user gave: shown as one line, exit code 2
 USER_ERRORS = (ConfigError, DataError, TaskError, ModelLoadError, FileNotFoundError, ValueError)
@@ -34,6 +44,17 @@ TestOpt = Annotated[str | None, typer.Option(help="Evaluation file (tsv/csv/json
 SeedOpt = Annotated[int | None, typer.Option(help="Seed of the k-shot split and of training.")]
 OutOpt = Annotated[Path | None, typer.Option(help="Run folder (adapter, metrics, result); resumes if present.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Any config option as KEY=VALUE (repeatable).")]
+
+
+def load_api() -> ModuleType:
+    """``dawgen.api``, imported when a command runs, with transformers' own progress bars and warnings off."""
+    from transformers.utils import logging as transformers_logging
+
+    from dawgen import api
+
+    transformers_logging.disable_progress_bar()  # dawgen draws its own progress bars
+    transformers_logging.set_verbosity_error()
+    return api
 
 
 def options_of(config_file: Path | None, flags: dict[str, Any], sets: list[str] | None) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from dawgen.cli.common import USER_ERRORS, ConfigOpt, SetOpt, app, fail, options_of, require
+from dawgen.cli.common import USER_ERRORS, ConfigOpt, SetOpt, app, fail, load_api, options_of, require
 from dawgen.config import ConfigError, config_from_dict
 from dawgen.progress import console
 
@@ -69,9 +69,9 @@ def run_command(
     Stage options go in the config's `generator`, `generation`, `classifier` sections, or as
     `--set classifier.max_steps=100`. See configs/small.yaml and configs/paper.yaml.
     """
-    from dawgen import api
     from dawgen.pipeline import RunConfig
 
+    api = load_api()
     flags = {
         "tasks": tasks, "data": data, "seeds": seeds, "methods": methods, "out": out,
         "generator_model": generator_model, "classifier_model": classifier_model,
@@ -93,8 +93,7 @@ def demo_command(
 ) -> None:
     """Offline end-to-end demo on the shipped dataset with SmolLM2-135M as generator and classifier:
     tune a DawGen generator, generate, and compare prompt tuning on real data with ours."""
-    from dawgen import api
-
+    api = load_api()
     records = api.demo(out)
     report = api.report(out)
     console.print(results_by_method(records))
@@ -104,8 +103,7 @@ def demo_command(
 @app.command("report")
 def report_command(run_dir: Annotated[Path, typer.Argument(help="A `dawgen run` folder.")]) -> None:
     """Write RUN_DIR/report.md and report.html: results, training curves, conflicts, synthetic data."""
-    from dawgen import api
-
+    api = load_api()
     try:
         path = api.report(run_dir)
     except USER_ERRORS as exc:

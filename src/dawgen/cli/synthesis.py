@@ -19,6 +19,7 @@ from dawgen.cli.common import (
     TaskOpt,
     app,
     fail,
+    load_api,
     options_of,
     split_run_options,
 )
@@ -51,9 +52,9 @@ def tune_generator_command(
     set_: SetOpt = None,
 ) -> None:
     """Stage 1: tune per-label soft prompts of a frozen causal LM on few-shot data (DawGen, FewGen or plain)."""
-    from dawgen import api
     from dawgen.generator.config import GeneratorConfig
 
+    api = load_api()
     flags = {
         "task": task, "data": data, "model": model, "out": out, "seed": seed, "variant": variant, "epochs": epochs,
         "learning_rate": lr, "num_prompt_tokens": prompt_tokens, "per_label_batch": per_label_batch,
@@ -121,9 +122,9 @@ def generate_command(
     `accelerate launch --multi_gpu --num_processes 2 -m dawgen.cli generate ... --device cpu`
     (or `torchrun --nproc_per_node 2 -m dawgen.cli generate ...`); on GPUs drop --device.
     """
-    from dawgen import api
     from dawgen.synthesis.config import GenerationConfig
 
+    api = load_api()
     decoding = None if greedy is None else ("greedy" if greedy else "sample")
     flags = {
         "generator": generator, "pool": pool, "pool_column": pool_column, "per_label": per_label, "out": out,
@@ -162,8 +163,7 @@ def inspect_synthetic_command(
     embeddings: Annotated[bool, typer.Option("--embeddings/--no-embeddings", help="MiniLM similarity.")] = True,
 ) -> None:
     """Quality of a synthetic set against the real few-shot data: balance, copies, diversity, length, embeddings."""
-    from dawgen import api
-
+    api = load_api()
     try:
         report = api.inspect_synthetic(
             synthetic, real=real, task=task, seed=seed, k=k, out=out, sample=sample, embeddings=embeddings
@@ -190,8 +190,7 @@ def judge_synthetic_command(
     k: Annotated[int, typer.Option(help="Examples per label of the k-shot split.")] = 16,
 ) -> None:
     """Label consistency: how often a judge trained on real labelled pairs agrees with synthetic labels."""
-    from dawgen import api
-
+    api = load_api()
     try:
         report = api.judge_synthetic(synthetic, reference=reference, held_out=held_out, task=task, out=out,
                                      sample=sample, few_shot=few_shot, seed=seed, k=k)  # fmt: skip

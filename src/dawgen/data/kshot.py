@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-
 from dawgen.data.example import DataError, Example
 from dawgen.data.readers import load_split, write_examples_tsv
 
@@ -84,6 +82,8 @@ def sample_kshot(
     by first appearance after the shuffle (LM-BFF); "sorted" orders them by label name. With
     ``labels`` every example must carry one of them.
     """
+    import numpy as np  # here, not at the top: the CLI imports this module and starts faster without numpy
+
     if k < 1:
         raise DataError(f"k must be at least 1, got {k}")
     shuffled = list(examples)

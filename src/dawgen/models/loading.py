@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
+from dawgen.errors import ModelLoadError
 from dawgen.models.cache import gguf_cache_path, is_complete, save_converted
 from dawgen.tasks.schema import Family
 
@@ -51,10 +52,6 @@ MODEL_CLASSES: dict[Family, Any] = {
     Family.SEQ2SEQ: AutoModelForSeq2SeqLM,
 }
 HINT = f"Use a local folder with config.json, a path to a .gguf file, or the built-in offline model {DEFAULT_MODEL!r}."
-
-
-class ModelLoadError(RuntimeError):
-    """A model spec that cannot be loaded; the message says why and what to do."""
 
 
 class SourceKind(StrEnum):
