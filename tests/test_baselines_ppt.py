@@ -134,3 +134,15 @@ def test_ppt_needs_a_pool_and_enough_text(loaded, tmp_path):
         small("x", pretrain_steps=0)
     with pytest.raises(ValueError, match="too little text"):
         run_ppt(loaded, RTE, EXAMPLES, EXAMPLES, config=small(pool_file(tmp_path), dev_pairs_per_type=100))
+
+
+def test_ppt_pretrains_and_transfers_a_prefix(loaded, tmp_path):
+    from dawgen.classifier.adapter import peft_kind
+    from dawgen.classifier.config import PeftKind
+
+    result = run_ppt(loaded, RTE, EXAMPLES, EXAMPLES, EXAMPLES, small(pool_file(tmp_path), peft="prefix"),
+                     tmp_path / "run", show_progress=False)  # fmt: skip
+    assert result["peft"] == "prefix" and all(math.isfinite(v) for v in result["test"].values())
+    assert peft_kind(result["pretrain"]["adapter"]) is peft_kind(tmp_path / "run" / ADAPTER_DIR) is PeftKind.PREFIX
+    with pytest.raises(ValueError, match="not lora"):
+        small("x", peft="lora")

@@ -98,3 +98,24 @@ def test_a_base_model_named_by_another_path_is_the_same(tiny_model_dirs, tmp_pat
     loaded = load_model(tiny_model_dirs[Family.DECODER].name)  # a relative path
     save_prompt(torch.zeros(4, loaded.embedding_dim), loaded.family, str(tiny_model_dirs[Family.DECODER]), tmp_path)
     assert load_source_prompt(tmp_path, loaded, 4).shape == (4, loaded.embedding_dim)
+
+
+def test_a_prefix_transfers_and_lora_is_refused(loaded, tmp_path):
+    from dawgen.classifier.adapter import load_tuned
+    from dawgen.classifier.config import PromptTuneConfig
+    from dawgen.classifier.run import prompt_tune
+
+    tune = PromptTuneConfig(peft="prefix", num_virtual_tokens=4, batch_size=4, max_steps=2, eval_every=2,
+                            precision="fp32", device="cpu")  # fmt: skip
+    source = prompt_tune(loaded, RTE, EXAMPLES, EXAMPLES, config=tune, out_dir=tmp_path / "source", show_progress=False)
+    folder = tmp_path / "source" / ADAPTER_DIR
+    config = small(folder, peft="prefix", optimizer="adamw", learning_rate=1e-12)
+    result = run_transfer(loaded, RTE, EXAMPLES, EXAMPLES, config=config, out_dir=tmp_path / "run", show_progress=False)
+    assert result["peft"] == "prefix" and source.prompt is not None
+    torch.testing.assert_close(load_tuned(tmp_path / "run" / ADAPTER_DIR), source.prompt)
+    with pytest.raises(ValueError, match="holds a prefix adapter; this run trains peft 'prompt'"):
+        load_source_prompt(folder, loaded, 4)
+    with pytest.raises(ValueError, match="set peft to prompt or prefix, not lora"):
+        small(folder, peft="lora")
+    with pytest.raises(ValueError, match="needs prefix_projection off"):
+        small(folder, peft="prefix", prefix_projection=True)

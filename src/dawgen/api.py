@@ -75,7 +75,7 @@ def evaluate(
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate zero-shot, in-context (demonstrations from the k-shot train split of ``data``),
-    or with a tuned prompt (``adapter``)."""
+    or with a tuned PEFT adapter (``adapter``: a soft prompt, prefixes or LoRA; ``method`` prompt or adapter)."""
     spec = get_task(task)
     train = load_fewshot(spec, data, seed=seed, k=k).train if data is not None else []
     loaded = load_model(model, trust_remote_code=trust_remote_code)

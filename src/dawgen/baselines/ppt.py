@@ -14,7 +14,9 @@ uses ``next`` and ``random`` only (a same-document pair is neither clearly yes n
 task uses all three. Tasks with other label words name the labels (``next_label``, ``far_label``,
 ``random_label``). Every type gets the same number of pairs. The prompt is pre-trained with the
 normal prompt tuner on these pairs (dev: held-out pairs), saved as a PEFT adapter, and starts prompt
-tuning on the task as a transferred prompt does (``dawgen.baselines.transfer``).
+tuning on the task as a transferred prompt does (``dawgen.baselines.transfer``). With ``peft: prefix``
+PEFT prefixes are pre-trained and transferred the same way (``prefix_projection`` off); LoRA stops with
+an error.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from dawgen.baselines.transfer import check_startable
 from dawgen.classifier.config import PromptTuneConfig
 from dawgen.classifier.run import TuneOutcome, prompt_tune
 from dawgen.constants import ADAPTER_DIR
@@ -66,6 +69,7 @@ class PPTConfig(PromptTuneConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_startable(self, "ppt")
         for name in ("pretrain_steps", "pairs_per_type", "dev_pairs_per_type", "min_gap"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

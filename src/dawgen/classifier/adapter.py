@@ -1,4 +1,5 @@
-"""The classifier's soft prompt as a standard PEFT prompt-tuning adapter: save and load."""
+"""The classifier's soft prompt as a standard PEFT prompt-tuning adapter: save and load; the type of
+any saved adapter (prompt, prefix or LoRA: ``dawgen.classifier.peft_types`` attaches the last two)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch
 from peft import PeftConfig, PeftType, PromptTuningConfig, TaskType
 from safetensors.torch import load_file, save_file
 
+from dawgen.classifier.config import PeftKind
 from dawgen.tasks.schema import Family
 from dawgen.utils.io import atomic_dir
 
@@ -17,6 +19,11 @@ PEFT_TASK_TYPE = {
     Family.DECODER: TaskType.CAUSAL_LM,
     Family.SEQ2SEQ: TaskType.SEQ_2_SEQ_LM,
     Family.MASKED: TaskType.FEATURE_EXTRACTION,
+}
+PEFT_KINDS = {
+    PeftType.PROMPT_TUNING: PeftKind.PROMPT,
+    PeftType.PREFIX_TUNING: PeftKind.PREFIX,
+    PeftType.LORA: PeftKind.LORA,
 }
 
 
@@ -44,3 +51,23 @@ def load_prompt(folder: str | Path) -> torch.Tensor:
     weights = load_file(str(folder / PEFT_WEIGHTS_FILE))
     prompt = weights[PEFT_WEIGHT_KEY].float()
     return prompt[: config.num_virtual_tokens]  # older seq2seq adapters carry an unused second half
+
+
+def peft_kind(folder: str | Path) -> PeftKind:
+    """The type of the saved PEFT adapter in ``folder`` (from its ``adapter_config.json``)."""
+    peft_type = PeftConfig.from_pretrained(str(folder)).peft_type
+    if peft_type not in PEFT_KINDS:
+        known = ", ".join(f"{kind.value} ({name.value})" for name, kind in PEFT_KINDS.items())
+        raise ValueError(f"{folder}: adapter type {peft_type} is not one dawgen trains: {known}")
+    return PEFT_KINDS[peft_type]
+
+
+def load_tuned(folder: str | Path) -> torch.Tensor | None:
+    """The tensor a run of a saved adapter starts others from: a prompt's [n, d] vectors, a prefix's
+    [n, layers * 2 * kv width] key/values (as PEFT saves them); None for LoRA."""
+    kind = peft_kind(folder)
+    if kind is PeftKind.PROMPT:
+        return load_prompt(folder)
+    if kind is PeftKind.PREFIX:
+        return load_file(str(Path(folder) / PEFT_WEIGHTS_FILE))[PEFT_WEIGHT_KEY].float()
+    return None

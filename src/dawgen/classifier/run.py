@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from dawgen.classifier.adapter import load_prompt, save_prompt
+from dawgen.classifier.adapter import load_tuned, save_prompt
 from dawgen.classifier.combine import Combine, plan_steps
 from dawgen.classifier.config import PromptTuneConfig
 from dawgen.classifier.scorer import Scorer, VerbalizerScorer, predict_with_progress
@@ -33,7 +33,8 @@ from dawgen.utils.io import atomic_write_json
 
 @dataclass
 class TuneOutcome:
-    """A finished run: its JSON result and the best prompt ([n, d], float32; None when it trained none)."""
+    """A finished run: its JSON result and the best prompt ([n, d], float32), or the best prefix's key/values
+    as PEFT saves them ([n, layers * 2 * kv width]); None when it trained neither (LoRA, a backbone)."""
 
     result: dict[str, Any]
     prompt: torch.Tensor | None
@@ -54,12 +55,12 @@ def prompt_tune(
     method: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> TuneOutcome:
-    """Tune a soft prompt on ``train`` (and ``synthetic``, combined as ``config.combine`` says),
-    keep the best on ``dev``, report ``test``.
+    """Tune a soft prompt, prefix or LoRA adapter (``config.peft``) on ``train`` (and ``synthetic``,
+    combined as ``config.combine`` says), keep the best on ``dev``, report ``test``.
 
     With ``out_dir``, the run writes ``adapter/`` (PEFT), ``metrics.jsonl`` and ``result.json``,
     checkpoints as it goes, resumes after a crash, and returns the saved result when finished.
-    ``start_prompt`` ([n, d]) replaces the configured initialisation (e.g. another task's prompt);
+    ``start_prompt`` replaces the configured initialisation (e.g. another task's prompt or prefix);
     ``method`` names the run in its result and ``details`` adds entries to it.
     """
     config = config or PromptTuneConfig()
@@ -96,7 +97,7 @@ def train_classifier(
     behind prompt tuning and the baselines that train the backbone.
 
     ``settings`` is what the result reports as ``config`` and a finished run must match (default:
-    ``config``). The PEFT adapter is written only for a prompt tuned on a frozen backbone.
+    ``config``). The PEFT adapter is written only for an adapter tuned on a frozen backbone.
     """
     syn_examples = synthetic.examples if synthetic is not None else []
     config = config.resolved(has_synthetic=bool(syn_examples))
@@ -112,7 +113,7 @@ def train_classifier(
         saved = json.loads((out / RESULT_FILE).read_text())
         if saved.get("config") == settings and saved.get("inputs") == inputs:
             adapter = out / ADAPTER_DIR
-            return TuneOutcome(saved, load_prompt(adapter) if adapter.exists() else None)
+            return TuneOutcome(saved, load_tuned(adapter) if adapter.exists() else None)
         raise ValueError(f"{out} already holds a finished run with other settings; choose another output folder")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -126,7 +127,7 @@ def train_classifier(
     trainer = PromptTrainer(scorer, config, out, run_key=inputs, trainable=trainable, start_prompt=start_prompt)
     method = method or default_method
     started = time.perf_counter()
-    with progress_bar(show_progress) as bar:
+    with trainer, progress_bar(show_progress) as bar:  # a prefix or LoRA adapter is attached until the end
         bar_task = bar.add_task(f"{method} {task.name}", total=config.max_steps, status="")
         bar.update(bar_task, completed=trainer.state.step)
 
@@ -145,6 +146,9 @@ def train_classifier(
             test_items = scorer.encoder.encode_all(test)
             logits = predict_with_progress(scorer, test_items, best, bar, config.eval_batch_size, "test")
             test_metrics = classification_metrics(logits, [item.label for item in test_items], task)
+        tuned = best if trainer.adapter is None else trainer.adapter.saved_tensor()
+        if out is not None and trainer.adapter is not None:
+            trainer.adapter.save(out / ADAPTER_DIR, scorer.model_name)
 
     result = {
         "method": method,
@@ -153,6 +157,7 @@ def train_classifier(
         "family": scorer.family.value,
         "precision": describe_precision(scorer.device, scorer.autocast_dtype),
         "trainable_parameters": trainer.num_trainable,
+        "peft": config.peft.value if trainable.prompt else None,
         "combine": config.combine.value,
         "surgery": config.surgery,
         "synthetic": None
@@ -178,4 +183,4 @@ def train_classifier(
         plot_training(out / METRICS_FILE, out / TRAINING_PLOT, title)
         atomic_write_json(out / RESULT_FILE, result)
         trainer.discard_checkpoint()
-    return TuneOutcome(result, best)
+    return TuneOutcome(result, tuned)

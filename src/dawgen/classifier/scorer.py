@@ -21,7 +21,8 @@ class Scorer:
 
     Subclasses set ``model``, ``family``, ``model_name``, ``pad_id``, ``device``, ``autocast_dtype``,
     ``embedding_dim`` and ``encoder`` (with ``task``, ``tokenizer`` and ``encode_all``), and define
-    ``label_logits``.
+    ``label_logits``. ``adapter_model``, set while a PEFT prefix or LoRA adapter is attached
+    (``dawgen.classifier.peft_types``), is the PEFT model around ``model`` that the forward goes through.
     """
 
     model: Any
@@ -32,6 +33,7 @@ class Scorer:
     autocast_dtype: torch.dtype | None
     embedding_dim: int
     encoder: Any
+    adapter_model: Any = None
 
     @property
     def task(self) -> TaskSpec:
@@ -99,19 +101,21 @@ class VerbalizerScorer(Scorer):
         return vocab_logits[:, self.label_ids].float()
 
     def _answer_logits(self, embeds: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """[B, vocab] logits at the answer position."""
+        """[B, vocab] logits at the answer position (through the attached PEFT adapter, if any: PEFT
+        puts a prefix's mask in front and offsets a decoder's positions by its length)."""
         mask = batch.attention_mask
+        model = self.model if self.adapter_model is None else self.adapter_model
         if self.family is Family.DECODER:  # left-padded: the answer is the last position
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            out = self.model(
+            out = model(
                 inputs_embeds=embeds, attention_mask=mask, position_ids=positions, logits_to_keep=1, use_cache=False
             )
             return out.logits[:, -1]
         if self.family is Family.SEQ2SEQ:
             start = torch.full((len(embeds), 1), self.model.config.decoder_start_token_id, device=self.device)
-            out = self.model(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=start, use_cache=False)
+            out = model(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=start, use_cache=False)
             return out.logits[:, 0]
-        out = self.model(inputs_embeds=embeds, attention_mask=mask)
+        out = model(inputs_embeds=embeds, attention_mask=mask)
         return out.logits[torch.arange(len(embeds), device=self.device), batch.answer_index]
 
 

@@ -1,7 +1,9 @@
-"""The prompt-tuning loop: per-batch prompt gradients, dev-based selection, resumable checkpoints.
+"""The prompt-tuning loop: per-batch gradients, dev-based selection, resumable checkpoints.
 
-The same loop trains the backbone's weights too where ``Trainable`` says so: prompt-based fine-tuning
-(LM-BFF, with or without a soft prompt) and fine-tuning with a classification head (``dawgen.baselines``).
+What trains is the config's PEFT type (``peft``): the soft prompt, or a PEFT prefix or LoRA adapter
+(``dawgen.classifier.peft_types``). The same loop trains the backbone's weights too where ``Trainable``
+says so: prompt-based fine-tuning (LM-BFF, with or without a soft prompt) and fine-tuning with a
+classification head (``dawgen.baselines``).
 """
 
 from __future__ import annotations
@@ -19,22 +21,24 @@ from safetensors.torch import load_file, save_file
 from transformers.optimization import Adafactor
 
 from dawgen.classifier.combine import Combine, Step, plan_steps
-from dawgen.classifier.config import OptimizerName, PromptTuneConfig
+from dawgen.classifier.config import OptimizerName, PeftKind, PromptTuneConfig
 from dawgen.classifier.encoding import Encoded
+from dawgen.classifier.peft_types import PeftAdapter
 from dawgen.classifier.scorer import Scorer
 from dawgen.config import settings_fingerprint
 from dawgen.constants import CHECKPOINT_DIR, METRICS_FILE
 from dawgen.evaluation.metrics import classification_metrics
 from dawgen.models.soft_prompt import initial_prompt
-from dawgen.surgery import combine
+from dawgen.surgery import Gradient, combine
 from dawgen.utils.io import append_jsonl, atomic_dir, atomic_write_text, truncate_jsonl
 
 StepCallback = Callable[[int, dict[str, Any]], None]
+CURRENT, BEST, RNG_STATE = "current/", "best/", "rng_state"  # checkpoint keys of an adapter's tensors
 
 
 @dataclass
 class TrainState:
-    """Everything needed to continue a run: the step reached and the best prompt so far."""
+    """Everything needed to continue a run (with the trained tensors): the step reached, the best so far."""
 
     step: int = 0
     best_step: int = 0
@@ -49,8 +53,9 @@ class TrainState:
 class Trainable:
     """What a ``PromptTrainer`` updates. The default is prompt tuning (backbone frozen).
 
-    ``backbone_learning_rate`` also trains every weight of the scorer's model, in place, at that
-    learning rate (the prompt keeps the config's); ``prompt=False`` leaves the soft prompt out.
+    ``prompt`` trains the config's PEFT type (the soft prompt, prefixes or LoRA); ``prompt=False``
+    leaves it out. ``backbone_learning_rate`` also trains every weight of the scorer's model, in place,
+    at that learning rate (the prompt keeps the config's); only a soft prompt trains beside it.
     """
 
     prompt: bool = True
@@ -72,26 +77,30 @@ PROMPT_ONLY = Trainable()  # prompt tuning: the soft prompt trains, the backbone
 
 def make_optimizer(params: Iterable[Any], config: PromptTuneConfig) -> torch.optim.Optimizer:
     """The configured optimizer over ``params`` (tensors, or parameter groups with their own ``lr``)."""
-    if config.optimizer is OptimizerName.ADAFACTOR:
+    if config.resolved_optimizer is OptimizerName.ADAFACTOR:
         return Adafactor(
             params,
-            lr=config.learning_rate,
+            lr=config.resolved_learning_rate,
             weight_decay=config.weight_decay,
             scale_parameter=False,
             relative_step=False,
             warmup_init=False,
         )
-    return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.resolved_learning_rate, weight_decay=config.weight_decay)
 
 
 class PromptTrainer:
-    """Tunes one soft prompt on a frozen classifier (or, as ``trainable`` says, the classifier too).
+    """Tunes one soft prompt, prefix or LoRA adapter (``config.peft``) on a frozen classifier (or, as
+    ``trainable`` says, the classifier too).
 
-    ``gradient`` returns the prompt gradient of one batch without touching the optimizer, so
-    training schemes that combine several batches per step (real + synthetic, gradient surgery)
-    build on it; ``apply`` clips and takes the optimizer step. ``start_prompt`` ([n, d]) replaces the
-    configured initialisation. A trained backbone is kept best-on-dev in memory (a CPU copy), loaded
-    back when training ends, and never checkpointed: such a run restarts from scratch after a crash.
+    ``gradient`` returns the gradient of one batch with respect to the trained tensors without touching
+    the optimizer, so training schemes that combine several batches per step (real + synthetic,
+    gradient surgery) build on it; ``apply`` clips and takes the optimizer step. ``start_prompt``
+    replaces the configured initialisation: a prompt's [n, d] vectors, or a prefix's [n, layers * 2 *
+    kv width] key/values. A prefix or LoRA adapter is attached to the scorer's model until ``release``
+    (or the end of a ``with`` block); when training ends it holds its best-on-dev values. A trained
+    backbone is kept best-on-dev in memory (a CPU copy), loaded back when training ends, and never
+    checkpointed: such a run restarts from scratch after a crash.
     """
 
     def __init__(
@@ -106,6 +115,8 @@ class PromptTrainer:
     ) -> None:
         if trainable.backbone and config.combine is Combine.PAIRED:
             raise ValueError("paired steps combine prompt gradients only; train the backbone with another strategy")
+        if trainable.backbone and trainable.prompt and config.peft is not PeftKind.PROMPT:
+            raise ValueError(f"only a soft prompt trains beside the backbone, not peft {config.peft.value!r}")
         self.scorer = scorer
         self.config = config
         self.trainable = trainable
@@ -114,15 +125,30 @@ class PromptTrainer:
         self.prompt: torch.nn.Parameter | None = None
         self.best_prompt: torch.Tensor | None = None
         self.best_backbone: dict[str, torch.Tensor] | None = None
+        self.adapter: PeftAdapter | None = None  # a prefix or LoRA adapter on the scorer's model
+        self.best_adapter: dict[str, torch.Tensor] = {}
+        self.tuned: list[torch.nn.Parameter] = []  # the tensors gradients are taken for
         groups: list[dict[str, Any]] = []
-        if trainable.prompt:
+        if trainable.prompt and config.peft is PeftKind.PROMPT:
             start = self._start_prompt() if start_prompt is None else start_prompt
             expected = (config.num_virtual_tokens, scorer.embedding_dim)
             if tuple(start.shape) != expected:
                 raise ValueError(f"start prompt has shape {tuple(start.shape)}; this run needs {expected}")
             self.prompt = torch.nn.Parameter(start.detach().float().clone().to(scorer.device))
             self.best_prompt = self.prompt.detach().clone()
-            groups.append({"params": [self.prompt]})
+            self.tuned = [self.prompt]
+        elif trainable.prompt:
+            self.adapter = PeftAdapter.create(scorer, config)
+            if start_prompt is not None:
+                try:
+                    self.adapter.start_from(start_prompt.to(scorer.device))
+                except ValueError:
+                    self.adapter.release()
+                    raise
+            self.best_adapter = self.adapter.state()
+            self.tuned = [param for _, param in self.adapter.named_parameters()]
+        if self.tuned:
+            groups.append({"params": self.tuned})
         if trainable.backbone:
             scorer.model.requires_grad_(True)
             groups.append({"params": list(scorer.model.parameters()), "lr": trainable.backbone_learning_rate})
@@ -141,6 +167,17 @@ class PromptTrainer:
             self.config.prompt_init_text,
         )
 
+    def release(self) -> None:
+        """Detach a prefix or LoRA adapter from the scorer's model (a no-op for a soft prompt)."""
+        if self.adapter is not None:
+            self.adapter.release()
+
+    def __enter__(self) -> PromptTrainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
     @property
     def num_virtual_tokens(self) -> int:
         return 0 if self.prompt is None else self.config.num_virtual_tokens
@@ -156,24 +193,32 @@ class PromptTrainer:
         logits = self.scorer.label_logits(batch, self.prompt)
         return torch.nn.functional.cross_entropy(logits, batch.labels, label_smoothing=self.config.label_smoothing)
 
-    def gradient(self, items: Sequence[Encoded]) -> tuple[torch.Tensor, float]:
-        """The gradient of the batch loss with respect to the prompt, and the loss."""
-        if self.prompt is None:
-            raise ValueError("this trainer has no soft prompt to take a gradient for")
+    def gradient(self, items: Sequence[Encoded]) -> tuple[Gradient, float]:
+        """The gradient of the batch loss, and the loss: one tensor for a soft prompt, a list (one per
+        trained tensor, in ``tuned`` order) for a prefix or LoRA adapter."""
+        if not self.tuned:
+            raise ValueError("this trainer has no prompt or adapter to take a gradient for")
         loss = self.loss(items)
-        (grad,) = torch.autograd.grad(loss, self.prompt)
-        return grad, loss.item()
+        grads = torch.autograd.grad(loss, self.tuned, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, self.tuned, strict=True)]
+        return (grads[0] if self.prompt is not None else grads), loss.item()
 
-    def apply(self, grad: torch.Tensor) -> None:
-        """Clip ``grad`` and take one optimizer step with it."""
-        assert self.prompt is not None
-        self.prompt.grad = grad
+    def apply(self, grad: Gradient) -> None:
+        """Clip ``grad`` (shaped as ``gradient`` returns it) and take one optimizer step with it."""
+        grads = [grad] if isinstance(grad, torch.Tensor) else list(grad)
+        for param, value in zip(self.tuned, grads, strict=True):
+            param.grad = value
         self._optimizer_step()
 
     def _optimizer_step(self) -> None:
         torch.nn.utils.clip_grad_norm_(self.parameters, self.config.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        max_norm = self.config.prompt_max_norm
+        if self.prompt is not None and max_norm is not None:  # rescale the vectors longer than max_norm
+            with torch.no_grad():
+                norms = self.prompt.norm(dim=-1, keepdim=True)
+                self.prompt.mul_((max_norm / norms.clamp(min=1e-12)).clamp(max=1.0))
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, items: Sequence[Encoded], prompt: torch.Tensor | None = None) -> dict[str, float]:
@@ -191,6 +236,8 @@ class PromptTrainer:
             self.state.best_dev = metrics
             if self.prompt is not None:
                 self.best_prompt = self.prompt.detach().clone()
+            if self.adapter is not None:
+                self.best_adapter = self.adapter.state()
             if self.trainable.backbone:
                 state = self.scorer.model.state_dict()
                 self.best_backbone = {name: value.detach().to("cpu", copy=True) for name, value in state.items()}
@@ -229,8 +276,8 @@ class PromptTrainer:
     ) -> torch.Tensor | None:
         """Follow ``plan`` (or, given encoded examples, batches of them) for ``max_steps``,
         resuming from the run folder's checkpoint if there is one; evaluate on ``dev`` every
-        ``eval_every`` steps and return the best prompt (None without one). A trained backbone
-        ends with its best weights."""
+        ``eval_every`` steps and return the best prompt (None without one). A prefix or LoRA adapter
+        and a trained backbone end with their best values."""
         if isinstance(plan, Sequence):
             plan = plan_steps(
                 Combine.REAL, plan, batch_size=self.config.batch_size, syn_batch_size=self.config.syn_batch_size,
@@ -241,6 +288,8 @@ class PromptTrainer:
         running, count = 0.0, 0
         while self.state.step < self.config.max_steps:
             self.scorer.model.train(self.trainable.backbone)  # dropout only where the weights train
+            if self.adapter is not None:
+                self.adapter.set_training(True)
             record = self.take_step(next(steps))
             self.state.step += 1
             running, count = running + record["train_loss"], count + 1
@@ -255,6 +304,8 @@ class PromptTrainer:
             if on_step is not None:
                 on_step(self.state.step, record)
         self.scorer.model.eval()
+        if self.adapter is not None:
+            self.adapter.load_state(self.best_adapter)
         if self.best_backbone is not None:
             self.scorer.model.load_state_dict(self.best_backbone)
         return self.best_prompt
@@ -272,14 +323,34 @@ class PromptTrainer:
         if self.run_dir is not None:
             append_jsonl(self.run_dir / METRICS_FILE, record)
 
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        """The trained tensors and the best ones, as the checkpoint stores them (CPU, contiguous)."""
+        if self.prompt is not None and self.best_prompt is not None:
+            return {"prompt": self.prompt.detach().cpu(), "best_prompt": self.best_prompt.cpu()}
+        assert self.adapter is not None
+        tensors = {f"{CURRENT}{name}": param.detach() for name, param in self.adapter.named_parameters()}
+        tensors.update({f"{BEST}{name}": value for name, value in self.best_adapter.items()})
+        tensors[RNG_STATE] = torch.get_rng_state()  # LoRA dropout draws from it
+        return {name: value.cpu().contiguous() for name, value in tensors.items()}
+
+    def _restore(self, tensors: dict[str, torch.Tensor]) -> None:
+        device = self.scorer.device
+        if self.prompt is not None:
+            with torch.no_grad():
+                self.prompt.copy_(tensors["prompt"])
+            self.best_prompt = tensors["best_prompt"].to(device)
+            return
+        assert self.adapter is not None
+        names = [name for name, _ in self.adapter.named_parameters()]
+        self.adapter.load_state({name: tensors[f"{CURRENT}{name}"] for name in names})
+        self.best_adapter = {name: tensors[f"{BEST}{name}"].to(device) for name in names}
+        torch.set_rng_state(tensors[RNG_STATE])
+
     def _checkpoint(self) -> None:
-        if self.run_dir is None or self.prompt is None or self.best_prompt is None or self.trainable.backbone:
+        if self.run_dir is None or not self.tuned or self.trainable.backbone:
             return
         with atomic_dir(self.run_dir / CHECKPOINT_DIR) as tmp:
-            save_file(
-                {"prompt": self.prompt.detach().cpu(), "best_prompt": self.best_prompt.cpu()},
-                tmp / "prompt.safetensors",
-            )
+            save_file(self._tensors(), tmp / "prompt.safetensors")
             torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
             state = {**vars(self.state), "fingerprint": self._fingerprint()}
             atomic_write_text(tmp / "state.json", json.dumps(state, indent=1))
@@ -288,17 +359,13 @@ class PromptTrainer:
         if self.run_dir is None:
             return
         folder = self.run_dir / CHECKPOINT_DIR
-        if self.prompt is None or self.trainable.backbone or not (folder / "state.json").exists():
+        if not self.tuned or self.trainable.backbone or not (folder / "state.json").exists():
             truncate_jsonl(self.run_dir / METRICS_FILE, 0)  # a run started afresh: drop an old log
             return
         saved = json.loads((folder / "state.json").read_text())
         if saved.pop("fingerprint") != self._fingerprint():
             raise ValueError(f"{folder} holds a checkpoint of a run with other settings; use another output folder")
-        tensors = load_file(folder / "prompt.safetensors")
-        assert self.prompt is not None
-        with torch.no_grad():
-            self.prompt.copy_(tensors["prompt"])
-        self.best_prompt = tensors["best_prompt"].to(self.prompt.device)
+        self._restore(load_file(folder / "prompt.safetensors"))
         self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
         saved["best_score"] = tuple(saved["best_score"])
         self.state = TrainState(**saved)

@@ -69,18 +69,32 @@ def prompt_tune_command(
     ] = None,
     eps: Annotated[float | None, typer.Option(help="Weight of the synthetic gradient in paired steps.")] = None,
     syn_batch_size: Annotated[int | None, typer.Option(help="Synthetic batch size (paired).")] = None,
+    peft: Annotated[
+        str | None,
+        typer.Option(
+            help="What trains: prompt (soft prompt, default), prefix (key/value prefixes at every layer) or lora; "
+            "their options with --set: prompt_max_norm, prefix_projection, lora_rank, lora_alpha, lora_dropout, "
+            "lora_targets."
+        ),
+    ] = None,
     steps: Annotated[int | None, typer.Option(help="Training steps (max_steps).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Learning rate (default: the PEFT type's: prompt 0.3, prefix 1e-2, lora 1e-3).")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
     virtual_tokens: Annotated[int | None, typer.Option(help="Soft-prompt length.")] = None,
-    optimizer: Annotated[str | None, typer.Option(help="adafactor or adamw.")] = None,
+    optimizer: Annotated[
+        str | None, typer.Option(help="adafactor or adamw (default: adafactor for prompt, adamw otherwise).")
+    ] = None,
     label_smoothing: Annotated[float | None, typer.Option(help="Label smoothing of the loss.")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Evaluate on dev every N steps.")] = None,
     precision: Annotated[str | None, typer.Option(help="auto, bf16 or fp32.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, ...")] = None,
     set_: SetOpt = None,
 ) -> None:
-    """Prompt-tune a frozen classifier on few-shot data, optionally with synthetic data."""
+    """Prompt-tune a frozen classifier on few-shot data, optionally with synthetic data.
+
+    What trains is a soft prompt (--peft prompt), PEFT prefixes (prefix) or LoRA (lora)."""
     from dawgen.classifier.config import PromptTuneConfig
 
     api = load_api()
@@ -89,7 +103,7 @@ def prompt_tune_command(
         "max_steps": steps, "learning_rate": lr, "batch_size": batch_size, "num_virtual_tokens": virtual_tokens,
         "optimizer": optimizer, "label_smoothing": label_smoothing, "eval_every": eval_every,
         "precision": precision, "device": device, "synthetic": synthetic, "combine": combine, "surgery": surgery,
-        "eps": eps, "syn_batch_size": syn_batch_size,
+        "eps": eps, "syn_batch_size": syn_batch_size, "peft": peft,
     }  # fmt: skip
     try:
         run, rest = split_run_options(options_of(config, flags, set_), ("task", "data"))
@@ -111,9 +125,12 @@ def evaluate_command(
     task: TaskOpt = None,
     test: TestOpt = None,
     model: ModelOpt = None,
-    method: Annotated[str | None, typer.Option(help="zero-shot, in-context, or prompt.")] = None,
+    method: Annotated[
+        str | None, typer.Option(help="zero-shot, in-context, or prompt (alias: adapter) with --adapter.")
+    ] = None,
     adapter: Annotated[
-        Path | None, typer.Option(help="Tuned prompt (PEFT adapter folder) for method 'prompt'.")
+        Path | None,
+        typer.Option(help="A tuned PEFT adapter folder (soft prompt, prefix or LoRA) for method 'prompt'/'adapter'."),
     ] = None,
     data: DataOpt = None,
     seed: SeedOpt = None,
@@ -122,7 +139,7 @@ def evaluate_command(
     precision: Annotated[str | None, typer.Option(help="auto, bf16 or fp32.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, ...")] = None,
 ) -> None:
-    """Score a test set zero-shot, in-context (demonstrations from --data), or with a tuned prompt."""
+    """Score a test set zero-shot, in-context (demonstrations from --data), or with a tuned adapter."""
     api = load_api()
     flags = {
         "task": task, "test": test, "model": model, "method": method, "adapter": adapter, "data": data,
