@@ -159,8 +159,10 @@ def main() -> None:
             for seed in args.seeds:
                 for k in args.k:
                     for peft in args.types:
-                        record = run_one(args.model or DEFAULT_MODEL, task, seed, peft, k, args.out)
                         path = args.out / task / f"seed-{seed}" / f"{peft}-k{k}" / "record.json"
+                        if path.exists():  # finished earlier
+                            continue
+                        record = run_one(args.model or DEFAULT_MODEL, task, seed, peft, k, args.out)
                         path.write_text(json.dumps(record, indent=1) + "\n")
                         print(json.dumps(record), flush=True)
     if args.report:
