@@ -45,7 +45,9 @@ def gold_split(task_name: str, seed: int, k: int) -> tuple[list, list]:
     return split.train + extra.examples, split.dev
 
 
-def run_one(model: str, task_name: str, seed: int, peft: str, k: int, out: Path) -> dict[str, Any]:
+def run_one(
+    model: str, task_name: str, seed: int, peft: str, k: int, out: Path, options: dict[str, Any]
+) -> dict[str, Any]:
     """One training run (or its saved result), on a freshly loaded model (adapters may wrap it in place)."""
     from dawgen.baselines import BASELINES
     from dawgen.classifier.config import PromptTuneConfig
@@ -58,22 +60,22 @@ def run_one(model: str, task_name: str, seed: int, peft: str, k: int, out: Path)
     task = get_task(task_name)
     loaded = load_model(model)
     steps, batch = STEPS[k]
-    folder = out / task_name / f"seed-{seed}" / f"{peft}-k{k}"
+    folder = run_folder(out, task_name, seed, peft, k, options)
     train, dev = gold_split(task_name, seed, k)
     test = load_test(task, SHARED / task_name / task.test_file)
-    common = {"seed": seed, "max_steps": steps, "batch_size": batch, "eval_every": 25}
+    common = {"seed": seed, "max_steps": steps, "batch_size": batch, "eval_every": 25, **options}
     if peft == REFERENCE:
         settings = config_from_dict(BASELINES[REFERENCE].config, {**common, "learning_rate": REFERENCE_LR})
         result = BASELINES[REFERENCE](loaded, task, train, dev, test, settings, folder, True)
     else:
-        options = common if peft == "prompt" else {**common, "peft": peft}
-        config = config_from_dict(PromptTuneConfig, options)
+        config = config_from_dict(PromptTuneConfig, common if peft == "prompt" else {**common, "peft": peft})
         result = prompt_tune(loaded, task, train, dev, test=test, config=config, out_dir=folder).result
     return {
         "task": task_name,
         "seed": seed,
         "peft": peft,
         "k": k,
+        "options": options,
         "steps": steps,
         "batch_size": batch,
         "accuracy": round(result["test"]["accuracy"], 2),
@@ -85,6 +87,25 @@ def run_one(model: str, task_name: str, seed: int, peft: str, k: int, out: Path)
         "seconds_per_step": round(result["train_seconds"] / steps, 2),
         "precision": result["precision"],
     }
+
+
+def run_folder(out: Path, task: str, seed: int, peft: str, k: int, options: dict[str, Any]) -> Path:
+    """``<out>/<task>/seed-<s>/<type>-k<K>[-<key>=<value>...]``."""
+    suffix = "".join(f"-{key}={value}" for key, value in sorted(options.items()))
+    return out / task / f"seed-{seed}" / f"{peft}-k{k}{suffix}"
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs of training options (values read as YAML: numbers, booleans, null)."""
+    import yaml
+
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --set {pair!r}: expected KEY=VALUE")
+        options[key] = yaml.safe_load(value)
+    return options
 
 
 def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -106,12 +127,14 @@ def write_report(records: list[dict[str, Any]], args: argparse.Namespace) -> Non
 
     report = Path(args.report)
     keys = ("task", "seed", "peft", "k", "steps", "accuracy", "balanced_accuracy", "seconds_per_step")
-    report.with_suffix(".json").write_text(json.dumps([{k: r[k] for k in keys} for r in records], indent=1) + "\n")
+    curves = [r for r in records if not r.get("options")]  # the sweeps' runs go to the table only
+    twin = [{k: r[k] for k in keys} | ({"options": r["options"]} if r.get("options") else {}) for r in records]
+    report.with_suffix(".json").write_text(json.dumps(twin, indent=1) + "\n")
     tasks = sorted({r["task"] for r in records})
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
-        for peft in dict.fromkeys(r["peft"] for r in records if r["task"] == task):
-            rows = sorted((r for r in records if r["task"] == task and r["peft"] == peft), key=lambda r: r["k"])
+        for peft in dict.fromkeys(r["peft"] for r in curves if r["task"] == task):
+            rows = sorted((r for r in curves if r["task"] == task and r["peft"] == peft), key=lambda r: r["k"])
             ax.plot([r["k"] for r in rows], [r["balanced_accuracy"] for r in rows], marker="o", label=peft)
         ax.set(title=task, xscale="log", xlabel="gold examples per label (K)", ylabel="balanced accuracy %")
         ax.set_xticks(sorted(STEPS), [str(k) for k in sorted(STEPS)])
@@ -120,11 +143,11 @@ def write_report(records: list[dict[str, Any]], args: argparse.Namespace) -> Non
     png = report.with_suffix(".png")
     fig.savefig(png, dpi=110)
     plt.close(fig)
-    header = "| task | seed | type | K | steps x batch | trainable | acc | balanced acc | top-label share | dev acc "
-    lines = [header + "| s/step |", "|" + "---|" * 11]
+    header = "| task | seed | type | options | K | steps x batch | trainable | acc | balanced acc | top-label share "
+    lines = [header + "| dev acc | s/step |", "|" + "---|" * 12]
     for r in records:
         lines.append(
-            f"| {r['task']} | {r['seed']} | {r['peft']} | {r['k']} | {r['steps']} x {r['batch_size']} "
+            f"| {r['task']} | {r['seed']} | {r['peft']} | {_options(r)} | {r['k']} | {r['steps']} x {r['batch_size']} "
             f"| {r['trainable_parameters']:,} | {r['accuracy']:.1f} | {r['balanced_accuracy']:.1f} "
             f"| {r['top_prediction_share']:.0f}% | {r['dev_accuracy']} | {r['seconds_per_step']:.2f} |"
         )
@@ -133,6 +156,10 @@ def write_report(records: list[dict[str, Any]], args: argparse.Namespace) -> Non
     report.with_name(report.stem + "_table.md").write_text(
         f"Precision: {'; '.join(precisions)}.\n\n{table}\n\n![balanced accuracy vs K]({png.name})\n"
     )
+
+
+def _options(record: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in sorted((record.get("options") or {}).items())) or "-"
 
 
 def main() -> None:
@@ -144,6 +171,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="classifier model (default: the offline SmolLM2-135M)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (1 when two jobs share 2 cores)")
     parser.add_argument("--out", type=Path, default=Path("runs/ceiling"))
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="training options (a sweep)")
     parser.add_argument("--collect", action="store_true", help="only gather finished runs into --report")
     parser.add_argument("--report", default=None, help="results/<name>.md: writes <name>.json, .png, _table.md")
     args = parser.parse_args()
@@ -155,14 +183,15 @@ def main() -> None:
         if args.threads:
             torch.set_num_threads(args.threads)
         print("$ python " + shlex.join(sys.argv), flush=True)
+        options = parse_options(args.set)
         for task in args.tasks:
             for seed in args.seeds:
                 for k in args.k:
                     for peft in args.types:
-                        path = args.out / task / f"seed-{seed}" / f"{peft}-k{k}" / "record.json"
+                        path = run_folder(args.out, task, seed, peft, k, options) / "record.json"
                         if path.exists():  # finished earlier
                             continue
-                        record = run_one(args.model or DEFAULT_MODEL, task, seed, peft, k, args.out)
+                        record = run_one(args.model or DEFAULT_MODEL, task, seed, peft, k, args.out, options)
                         path.write_text(json.dumps(record, indent=1) + "\n")
                         print(json.dumps(record), flush=True)
     if args.report:
