@@ -1,13 +1,18 @@
 """Generator-tuning step cost: DawGen's and FewGen's bi-level steps against plain label-prompt tuning.
 
+DawGen runs twice: with the exact hypergradient (the double backward, the default) and with
+``hypergradient = finite-difference`` (DARTS: one no-grad forward under Q +/- eps v instead of the
+double backward).
+
 Same model (SmolLM2-135M-Instruct, offline), same label-balanced batches (RTE k-shot seed 13, or the
 demo set; 2 per label), same prompt length (20) and precision ("auto": fp32 on CPUs without native
-bf16). Every variant runs in its own subprocess, so its peak resident memory (``ru_maxrss``) is its
+bf16). Every run goes in its own subprocess, so its peak resident memory (``ru_maxrss``) is its
 own; the model is loaded the same way in each.
 
     python benchmarks/generator_step.py [--quick]
 
-Ends with `dawgen_over_plain: <ratio>` (seconds per step of dawgen over those of plain).
+Ends with one line per metric, seconds per step over those of plain: `fewgen_over_plain:`,
+`dawgen_over_plain:` (exact hypergradient) and, last, `dawgen_fd_over_plain:` (finite-difference).
 """
 
 from __future__ import annotations
@@ -19,7 +24,12 @@ import subprocess
 import sys
 import time
 
-VARIANTS = ("plain", "fewgen", "dawgen")
+RUNS = {  # name: (variant, hypergradient)
+    "plain": ("plain", "exact"),
+    "fewgen": ("fewgen", "exact"),
+    "dawgen": ("dawgen", "exact"),
+    "dawgen-fd": ("dawgen", "finite-difference"),
+}
 
 
 def peak_rss_mb() -> float:
@@ -27,8 +37,8 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def worker(variant: str, model: str, steps: int, per_label: int, prompt_tokens: int, threads: int) -> dict:
-    """Time ``steps`` training steps of ``variant`` after one warm-up step, on the first batches of epoch 0."""
+def worker(name: str, model: str, steps: int, per_label: int, prompt_tokens: int, threads: int) -> dict:
+    """Time ``steps`` training steps of run ``name`` after one warm-up step, on the first batches of epoch 0."""
     import torch
     from common import rte_or_demo_split
 
@@ -39,7 +49,11 @@ def worker(variant: str, model: str, steps: int, per_label: int, prompt_tokens: 
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     task, split = rte_or_demo_split()
-    config = GeneratorConfig(variant=variant, num_prompt_tokens=prompt_tokens, per_label_batch=per_label, device="cpu")
+    variant, hypergradient = RUNS[name]
+    config = GeneratorConfig(
+        variant=variant, hypergradient=hypergradient, num_prompt_tokens=prompt_tokens, per_label_batch=per_label,
+        device="cpu",
+    )  # fmt: skip
     trainer = GeneratorTrainer(load_model(model), task, config)
     sequences = trainer.builder.encode_all(split.train)
     batches = balanced_epoch(sequences, per_label, task.num_labels, config.seed, epoch=0)
@@ -52,22 +66,23 @@ def worker(variant: str, model: str, steps: int, per_label: int, prompt_tokens: 
     seconds = (time.perf_counter() - start) / steps
     tokens = sum(len(s.context) + len(s.target) + prompt_tokens for b in batches[1:] for s in b) / steps
     return {
-        "variant": variant, "seconds_per_step": seconds, "peak_rss_mb": peak_rss_mb(), "rss_after_load_mb": loaded_rss,
+        "run": name, "variant": variant, "hypergradient": hypergradient, "seconds_per_step": seconds,
+        "peak_rss_mb": peak_rss_mb(), "rss_after_load_mb": loaded_rss,
         "tokens_per_batch": tokens, "precision": str(trainer.objective.autocast_dtype or "fp32"),
         "threads": torch.get_num_threads(),
     }  # fmt: skip
 
 
-def run_variant(variant: str, args: argparse.Namespace, steps: int) -> dict:
+def run_worker(name: str, args: argparse.Namespace, steps: int) -> dict:
     """``worker`` in a fresh interpreter; its result is the last line of its output."""
     command = [
-        sys.executable, __file__, "--worker", variant, "--model", args.model, "--steps", str(steps),
+        sys.executable, __file__, "--worker", name, "--model", args.model, "--steps", str(steps),
         "--per-label-batch", str(args.per_label_batch), "--prompt-tokens", str(args.prompt_tokens),
         "--threads", str(args.threads),
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise SystemExit(f"{variant} worker failed:\n{done.stderr[-4000:]}")
+        raise SystemExit(f"{name} worker failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -75,30 +90,31 @@ def main() -> None:
     from dawgen.models.loading import DEFAULT_MODEL
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 timed steps per variant instead of 10")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per variant")
+    parser.add_argument("--quick", action="store_true", help="3 timed steps per run instead of 10")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per run")
     parser.add_argument("--per-label-batch", type=int, default=2)
     parser.add_argument("--prompt-tokens", type=int, default=20)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=argparse.SUPPRESS)  # e.g. a tiny model for a dry run
-    parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=RUNS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     steps = args.steps or (3 if args.quick else 10)
     if args.worker:
         result = worker(args.worker, args.model, steps, args.per_label_batch, args.prompt_tokens, args.threads)
         print(json.dumps(result))
         return
-    results = {variant: run_variant(variant, args, steps) for variant in VARIANTS}
+    results = {name: run_worker(name, args, steps) for name in RUNS}
     plain = results["plain"]
-    print(f"{args.model}: {steps} timed steps per variant, {args.per_label_batch} per label, "
+    print(f"{args.model}: {steps} timed steps per run, {args.per_label_batch} per label, "
           f"{args.prompt_tokens} prompt tokens, ~{plain['tokens_per_batch']:.0f} tokens per batch, "
           f"{plain['precision']}, {plain['threads']} threads")  # fmt: skip
     for name, r in results.items():
-        print(f"{name:>7}: {r['seconds_per_step']:.3f} s/step ({r['seconds_per_step'] / plain['seconds_per_step']:.2f}x"
+        print(f"{name:>9}: {r['seconds_per_step']:.3f} s/step ({r['seconds_per_step'] / plain['seconds_per_step']:.2f}x"
               f" plain), peak RSS {r['peak_rss_mb']:.0f} MB ({r['peak_rss_mb'] / plain['peak_rss_mb']:.2f}x plain;"
               f" {r['rss_after_load_mb']:.0f} MB after loading)")  # fmt: skip
     print(f"fewgen_over_plain: {results['fewgen']['seconds_per_step'] / plain['seconds_per_step']:.2f}")
     print(f"dawgen_over_plain: {results['dawgen']['seconds_per_step'] / plain['seconds_per_step']:.2f}")
+    print(f"dawgen_fd_over_plain: {results['dawgen-fd']['seconds_per_step'] / plain['seconds_per_step']:.2f}")
 
 
 if __name__ == "__main__":

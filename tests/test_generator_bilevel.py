@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
+from dawgen.config import ConfigError, config_from_dict
 from dawgen.data.sources import demo_dir, demo_task, load_fewshot
 from dawgen.generator import (
     GeneratorConfig,
     GeneratorObjective,
+    Hypergradient,
     LabelPrompts,
     SequenceBuilder,
+    Variant,
+    bilevel,
     collate,
+    finite_difference_hypergradient,
     generator_step,
     label_texts,
     lookahead,
     make_weight_net,
 )
 from dawgen.models.loading import load_model
+from dawgen.pipeline.config import RunConfig
 
 TASK = demo_task()
 PROMPT_TOKENS = 3
@@ -123,3 +130,116 @@ def test_plain_step_has_no_weight_net(tiny_decoder_dir):
     parts, extra = generator_step(objective, prompts.weight, None, q_opt, None, batch)
     assert extra == {} and parts.weights is None and parts.dist is None
     assert not torch.equal(prompts.weight, before)
+
+
+def _flat(tensors) -> torch.Tensor:
+    return torch.cat([t.flatten() for t in tensors])
+
+
+def _distinct_label_prompts(prompts: LabelPrompts) -> None:
+    """The demo labels' 3-token prompts start out identical (their texts begin alike), which makes FewGen's
+    features (a token's discriminative loss) the same for every token and W's gradient ~0; pull them apart."""
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        noise = torch.randn(prompts.weight.shape, generator=generator, dtype=prompts.weight.dtype)
+        prompts.weight.add_(noise * prompts.weight.std())
+
+
+def exact_and_fd(model_dir, dtype: torch.dtype, **settings) -> tuple[torch.Tensor, torch.Tensor]:
+    _, objective, prompts, weight_net, batch = setup(model_dir, dtype, **settings)
+    _distinct_label_prompts(prompts)
+    params = list(weight_net.parameters())
+    exact = _flat(torch.autograd.grad(lookahead(objective, prompts.weight, batch, weight_net).disc, params))
+    fd, ahead = finite_difference_hypergradient(objective, prompts.weight, batch, weight_net)
+    assert ahead.disc.item() == pytest.approx(lookahead(objective, prompts.weight, batch, weight_net).disc.item())
+    return exact, _flat(fd)
+
+
+def agreement(exact: torch.Tensor, estimate: torch.Tensor) -> tuple[float, float]:
+    """(cosine, relative error ||estimate - exact|| / ||exact||)."""
+    cosine = torch.nn.functional.cosine_similarity(exact, estimate, dim=0).item()
+    return cosine, ((estimate - exact).norm() / exact.norm()).item()
+
+
+@pytest.mark.parametrize("settings", WEIGHTED_SETTINGS, ids=WEIGHTED_IDS)
+def test_finite_difference_hypergradient_matches_exact(tiny_decoder_dir, settings, monkeypatch):
+    """DARTS's central difference agrees with the double backward, and its error is the O(r^2) of a central
+    difference of the same derivative: in float64 (RMSNorm too), r = 1e-2 is within 1e-3 relative (measured
+    ~1e-4) and r = 1e-3 100x closer; in float32 at DARTS's r = 1e-2, within 1e-2 (measured <= 2e-3)."""
+    exact, estimate = exact_and_fd(tiny_decoder_dir, torch.float32, **settings)
+    cosine, relative = agreement(exact, estimate)
+    assert exact.norm() > 1e-6 and cosine > 0.999 and relative < 1e-2
+    monkeypatch.setattr(LlamaRMSNorm, "forward", _float64_rms_norm)
+    errors = []
+    for radius in (1e-2, 1e-3):
+        exact, estimate = exact_and_fd(tiny_decoder_dir, torch.float64, fd_radius=radius, **settings)
+        cosine, relative = agreement(exact, estimate)
+        assert cosine > 0.99999 and relative < 1e-3
+        errors.append(relative)
+    assert errors[1] == pytest.approx(errors[0] / 100, rel=0.2)
+
+
+def test_finite_difference_builds_no_double_backward(tiny_decoder_dir, monkeypatch):
+    """No autograd call asks for a graph of its gradient, the estimate holds no graph, and the step runs
+    under the CPU flash-attention kernel, which has no double backward (the exact step fails there)."""
+    _, objective, prompts, weight_net, batch = setup(tiny_decoder_dir, torch.float32)
+    objective.config.hypergradient = Hypergradient.FINITE_DIFFERENCE
+    calls = []
+    grad, backward = torch.autograd.grad, torch.autograd.backward
+
+    def spy(real):
+        def call(*args, **kwargs):
+            calls.append(kwargs.get("create_graph", False))
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(torch.autograd, "grad", spy(grad))
+    monkeypatch.setattr(torch.autograd, "backward", spy(backward))
+    monkeypatch.setattr(bilevel, "_fd_attention", lambda device: sdpa_kernel(SDPBackend.FLASH_ATTENTION))
+    grads, _ = finite_difference_hypergradient(objective, prompts.weight, batch, weight_net)
+    assert all(g.grad_fn is None and not g.requires_grad for g in grads) and grads[0].abs().sum() > 0
+    q_opt = torch.optim.AdamW(prompts.parameters(), lr=5e-3)
+    w_opt = torch.optim.Adam(weight_net.parameters(), lr=1e-2)
+    _, extra = generator_step(objective, prompts.weight, weight_net, q_opt, w_opt, batch)
+    assert extra["weight_net_grad_norm"] > 0 and len(calls) == 7 and not any(calls)  # 3 grads a call, 1 backward
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION), pytest.raises(RuntimeError, match="flash_attention"):
+        scores = objective.score(prompts.weight, batch)
+        total = objective.loss(scores, batch, weight_net, train_weight_net=True).total
+        (q_grad,) = grad(total, prompts.weight, create_graph=True)
+        grad(objective.disc(prompts.weight - q_grad, batch), list(weight_net.parameters()))
+
+
+@pytest.mark.parametrize("settings", WEIGHTED_SETTINGS, ids=WEIGHTED_IDS)
+def test_finite_difference_step_matches_the_exact_step(tiny_decoder_dir, settings):
+    """One bi-level step of each, float64, SGD on both: W's update is the hypergradient, so it agrees to the
+    estimate's error (~1e-4); Q's update reads W_new, so it agrees as closely."""
+    updates = {}
+    for mode in Hypergradient:
+        _, objective, prompts, weight_net, batch = setup(
+            tiny_decoder_dir, torch.float64, **settings, hypergradient=mode
+        )
+        _distinct_label_prompts(prompts)
+        q_before, w_before = prompts.weight.detach().clone(), _flat(weight_net.parameters()).detach()
+        q_opt = torch.optim.SGD(prompts.parameters(), lr=1.0)
+        w_opt = torch.optim.SGD(weight_net.parameters(), lr=1e3)
+        parts, extra = generator_step(objective, prompts.weight, weight_net, q_opt, w_opt, batch)
+        w_step = _flat(weight_net.parameters()).detach() - w_before
+        updates[mode] = (prompts.weight.detach() - q_before, w_step, parts.lm.item(), extra)
+    (q_exact, w_exact, lm_exact, extra_exact), (q_fd, w_fd, lm_fd, extra_fd) = updates.values()
+    assert agreement(w_exact, w_fd)[1] < 1e-3 and agreement(q_exact.flatten(), q_fd.flatten())[1] < 1e-3
+    assert extra_fd["disc_lookahead"] == pytest.approx(extra_exact["disc_lookahead"], rel=1e-9)
+    assert extra_fd["weight_net_grad_norm"] == pytest.approx(extra_exact["weight_net_grad_norm"], rel=1e-3)
+    assert lm_fd == pytest.approx(lm_exact, rel=1e-4)
+
+
+def test_hypergradient_option():
+    assert GeneratorConfig().hypergradient is Hypergradient.EXACT and GeneratorConfig().fd_radius == 0.01
+    config = config_from_dict(GeneratorConfig, {"hypergradient": "finite-difference", "fd_radius": "1e-3"})
+    assert (config.hypergradient, config.fd_radius) == (Hypergradient.FINITE_DIFFERENCE, 1e-3)
+    for bad in ({"hypergradient": "jvp"}, {"fd_radius": 0}):
+        with pytest.raises(ConfigError):
+            config_from_dict(GeneratorConfig, bad)
+    run = RunConfig(tasks=["RTE"], data="x", generator={"hypergradient": "finite-difference", "fd_radius": 0.02})
+    config = run.generator_config(Variant.DAWGEN, 13)
+    assert (config.hypergradient, config.fd_radius, config.seed) == (Hypergradient.FINITE_DIFFERENCE, 0.02, 13)

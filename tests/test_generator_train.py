@@ -102,6 +102,47 @@ def test_resume_after_an_interrupt_matches_an_uninterrupted_run(loaded, tmp_path
         GeneratorTrainer(loaded, TASK, small_config(epochs=3, lambda_dist=0.5), tmp_path).train(TRAIN, DEV)
 
 
+def test_finite_difference_run_resumes_and_round_trips(loaded, tmp_path):
+    config = small_config(epochs=3, hypergradient="finite-difference", fd_radius=5e-3)
+    reference = GeneratorTrainer(loaded, TASK, config)
+    reference.train(TRAIN, DEV)
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_3(step, record):
+        if step == 3:  # mid epoch 2: the last checkpoint is at step 2
+            raise Crash
+
+    with pytest.raises(Crash):
+        GeneratorTrainer(loaded, TASK, config, tmp_path / "run").train(TRAIN, DEV, crash_at_3)
+    resumed = GeneratorTrainer(loaded, TASK, config, tmp_path / "run")
+    generator = resumed.train(TRAIN, DEV)
+    ours, theirs = state_of(resumed), state_of(reference)
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert resumed.state.history == reference.state.history
+    save_generator(generator, tmp_path / "gen")
+    back = load_generator(tmp_path / "gen").config
+    assert back == config and (back.hypergradient, back.fd_radius) == ("finite-difference", 5e-3)
+    with pytest.raises(ValueError, match="other settings"):  # an exact run does not resume a finite-difference one
+        GeneratorTrainer(loaded, TASK, small_config(epochs=3), tmp_path / "run").train(TRAIN, DEV)
+
+
+def test_cli_tune_generator_hypergradient(tiny_decoder_dir, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "run"
+    args = ["tune-generator", "--task", str(demo_dir() / "task.yaml"), "--data", str(demo_dir()),
+            "--model", str(tiny_decoder_dir), "--epochs", "1", "--prompt-tokens", "2", "--out", str(out),
+            "--precision", "fp32", "--set", "per_label_batch=8", "--hypergradient", "finite-difference",
+            "--set", "fd_radius=0.02"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    saved = load_generator(out / GENERATOR_DIR).config
+    assert (saved.hypergradient, saved.fd_radius, saved.variant) == ("finite-difference", 0.02, "dawgen")
+    bad = runner.invoke(app, [*args[:-4], "--hypergradient", "jvp"])
+    assert bad.exit_code == 2 and "not one of" in " ".join(bad.output.split())
+
+
 def test_diagnostics(loaded):
     trainer = GeneratorTrainer(loaded, TASK, small_config())
     sequences = trainer.builder.encode_all(DEV)

@@ -47,6 +47,10 @@ def tune_generator_command(
     lambda_dist: Annotated[float | None, typer.Option(help="Weight of the distribution-aligned loss.")] = None,
     disc_form: Annotated[str | None, typer.Option(help="L_disc form: ce (default) or ratio.")] = None,
     dist_pairing: Annotated[str | None, typer.Option(help="L_dist negatives: label (default) or prompt.")] = None,
+    hypergradient: Annotated[
+        str | None,
+        typer.Option(help="W's gradient through the look-ahead: exact (default) or finite-difference (DARTS)."),
+    ] = None,
     precision: Annotated[str | None, typer.Option(help="auto, bf16 or fp32.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, ...")] = None,
     set_: SetOpt = None,
@@ -59,7 +63,7 @@ def tune_generator_command(
         "task": task, "data": data, "model": model, "out": out, "seed": seed, "variant": variant, "epochs": epochs,
         "learning_rate": lr, "num_prompt_tokens": prompt_tokens, "per_label_batch": per_label_batch,
         "lambda_dist": lambda_dist, "disc_form": disc_form, "dist_pairing": dist_pairing, "precision": precision,
-        "device": device,
+        "device": device, "hypergradient": hypergradient,
     }  # fmt: skip
     try:
         run, options = split_run_options(options_of(config, flags, set_), ("task", "data"), GENERATOR_RUN_KEYS)

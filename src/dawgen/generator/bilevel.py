@@ -7,17 +7,25 @@ step on Q. Step 3 reuses step 1's forward pass under Q (it does not depend on W)
 forward passes with a graph (the second over every label, under ``Q'``), not three; FewGen adds one
 without a graph (its weight net reads every label's log-probs under Q, detached). The look-ahead runs
 under the math attention kernel: the CPU flash kernel has no double backward.
+
+``hypergradient = finite-difference`` replaces steps 1-2's double backward by DARTS's estimate of the
+same gradient (``finite_difference_hypergradient``): a first-order look-ahead, ``v = grad L_disc(Q')``,
+and one no-grad forward of the batch under ``Q + eps v`` and ``Q - eps v`` together; nothing is
+differentiated twice, so any attention kernel would do. It still runs under the math kernel on CPUs:
+there the flash kernel's backward was the slower (SmolLM2-135M, bf16: 0.8 s against 0.4 s for the
+backward to Q); elsewhere it leaves the choice to PyTorch.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from dawgen.generator.config import DistPairing, GeneratorConfig, Variant
+from dawgen.generator.config import DistPairing, GeneratorConfig, Hypergradient, Variant
 from dawgen.generator.losses import (
     disc_loss,
     dist_loss_label_pairs,
@@ -67,13 +75,16 @@ class GeneratorObjective:
         passes = every_label_passes(batch, self.num_labels)
         return score_targets(self.model, batch, prompts, passes, self.autocast_dtype)
 
+    @property
+    def pairs_prompts(self) -> bool:
+        """Whether L_dist reads the batch under every label's prompt (``dist_pairing = prompt``)."""
+        return self.config.uses_dist and self.config.dist_pairing is DistPairing.PROMPT
+
     def score(self, prompts: torch.Tensor, batch: GenBatch) -> BatchScores:
         """The forward pass(es) L_dawgen needs."""
-        config, gold = self.config, batch.target_labels
-        if config.uses_dist and config.dist_pairing is DistPairing.PROMPT:
-            every = self.every_label(prompts, batch)
-            rows = torch.arange(len(gold), device=gold.device)
-            return BatchScores(every.logprob[rows, gold], every.hidden[rows, gold], every)
+        config = self.config
+        if self.pairs_prompts:
+            return _own_of_every(self.every_label(prompts, batch), batch)
         own = score_targets(self.model, batch, prompts, own_label_passes(batch), self.autocast_dtype)
         every = None
         if config.variant is Variant.FEWGEN:
@@ -81,20 +92,41 @@ class GeneratorObjective:
                 every = self.every_label(prompts.detach(), batch)
         return BatchScores(own.logprob[:, 0], own.hidden[:, 0], every)
 
+    def score_pair(self, first: torch.Tensor, second: torch.Tensor, batch: GenBatch) -> tuple[BatchScores, BatchScores]:
+        """``score`` under two sets of prompts, in one forward of the batch repeated, in float32 whatever
+        the autocast: bf16's rounding (~4e-3) swamps a perturbation of norm 0.01 (SmolLM2-135M under bf16
+        autocast, r = 0.01: cosine 0.68 with ``exact`` from bf16 passes, 0.999 from float32 ones). Only
+        what L_dawgen reads differentiably: FewGen's every-label pass is left out (W's features come from Q)."""
+        own = every_label_passes(batch, self.num_labels) if self.pairs_prompts else own_label_passes(batch)
+        width = own.shape[1]
+        both = score_targets(self.model, batch, torch.cat([first, second]), torch.cat([own, own + len(first)], 1))
+        halves = []
+        for half in (slice(0, width), slice(width, 2 * width)):
+            scores = TargetScores(both.logprob[:, half], both.hidden[:, half])
+            halves.append(_own_of_every(scores, batch) if self.pairs_prompts else _own_only(scores))
+        return halves[0], halves[1]
+
+    def features(self, scores: BatchScores, batch: GenBatch) -> torch.Tensor:
+        """The weight net's input, detached: W weights tokens; it is no path for Q's gradient."""
+        if self.config.variant is Variant.FEWGEN:
+            assert scores.every is not None
+            return token_disc_loss(scores.every.logprob.detach(), batch.target_labels)[:, None]
+        return scores.own_hidden.detach()
+
     def loss(
-        self, scores: BatchScores, batch: GenBatch, weight_net: WeightNet | None, train_weight_net: bool
+        self,
+        scores: BatchScores,
+        batch: GenBatch,
+        weight_net: WeightNet | None,
+        train_weight_net: bool,
+        features: torch.Tensor | None = None,
     ) -> LossParts:
         """L_dawgen of the variant from ``scores`` (from ``score``); W stays in the graph only when
-        ``train_weight_net``."""
+        ``train_weight_net``. W reads ``features`` (default: ``self.features(scores, batch)``)."""
         if self.config.variant is Variant.PLAIN or weight_net is None:
             loss = lm_loss(scores.own_logprob)
             return LossParts(total=loss, lm=loss.detach())
-        if self.config.variant is Variant.FEWGEN:
-            assert scores.every is not None
-            features = token_disc_loss(scores.every.logprob.detach(), batch.target_labels)[:, None]
-        else:
-            features = scores.own_hidden.detach()  # W weights tokens; it is no path for Q's gradient
-        raw = weight_net(features)
+        raw = weight_net(self.features(scores, batch) if features is None else features)
         raw = raw if train_weight_net else raw.detach()
         weights = token_weights(raw)
         wgen = lm_loss(scores.own_logprob, weights)
@@ -120,6 +152,16 @@ class GeneratorObjective:
         return disc_loss(self.every_label(prompts, batch).logprob, batch.target_labels, self.config.disc_form)
 
 
+def _own_of_every(every: TargetScores, batch: GenBatch) -> BatchScores:
+    gold = batch.target_labels
+    rows = torch.arange(len(gold), device=gold.device)
+    return BatchScores(every.logprob[rows, gold], every.hidden[rows, gold], every)
+
+
+def _own_only(own: TargetScores) -> BatchScores:
+    return BatchScores(own.logprob[:, 0], own.hidden[:, 0])
+
+
 @dataclass
 class Lookahead:
     """Steps 1-2 of a bi-level step: ``L_disc(Q')`` (a function of W), and the forward pass under Q."""
@@ -141,6 +183,65 @@ def lookahead(
         return Lookahead(objective.disc(ahead, batch), scores, parts)
 
 
+def _trainable(weight_net: WeightNet) -> list[torch.nn.Parameter]:
+    return [p for p in weight_net.parameters() if p.requires_grad]
+
+
+def _fd_attention(device: torch.device) -> AbstractContextManager:
+    """The attention kernels of the finite-difference step (see the module's docstring)."""
+    return sdpa_kernel(SDPBackend.MATH) if device.type == "cpu" else nullcontext()
+
+
+def finite_difference_hypergradient(
+    objective: GeneratorObjective, prompts: torch.Tensor, batch: GenBatch, weight_net: WeightNet
+) -> tuple[list[torch.Tensor], Lookahead]:
+    """W's gradient of ``L_disc(Q')`` by DARTS's central difference (Liu et al. 2019, eq. 7-8), for the
+    trainable parameters of ``weight_net`` in order; and the look-ahead (``scores``' graph under Q kept
+    for step 3, ``parts`` under the current W, detached from it).
+
+    What ``exact`` differentiates: ``L(Q, W)`` = L_dawgen with W reading features ``f`` taken under Q and
+    detached, so W enters only through its scores ``W(f)`` and ``Q' = Q - alpha * grad_Q L(Q, W)``;
+    L_disc reads W only through Q' (no direct term). By the chain rule, with ``v = grad L_disc(Q')``,
+    ``grad_W L_disc(Q') = -alpha * grad^2_{W,Q} L(Q, W) v``, and the mixed term is the derivative along v
+    of ``grad_W L``: ``(grad_W L(Q + eps v, W) - grad_W L(Q - eps v, W)) / (2 eps) + O(eps^2)``,
+    ``eps = fd_radius / ||v||``. ``f`` stays the one under Q in both passes: re-reading it at ``Q +/- eps v``
+    would add a term (f's own change along v) that ``exact``'s detach leaves out. Cost: one first-order
+    backward to Q, L_disc's forward and backward under Q', one no-grad forward under both ``Q +/- eps v``,
+    and a backward through W alone; no ``create_graph``.
+    """
+    with _fd_attention(prompts.device):
+        return _finite_difference(objective, prompts, batch, weight_net)
+
+
+def _finite_difference(
+    objective: GeneratorObjective, prompts: torch.Tensor, batch: GenBatch, weight_net: WeightNet
+) -> tuple[list[torch.Tensor], Lookahead]:
+    config = objective.config
+    params = _trainable(weight_net)
+    scores = objective.score(prompts, batch)
+    features = objective.features(scores, batch)
+    parts = objective.loss(scores, batch, weight_net, train_weight_net=False, features=features)
+    (grad,) = torch.autograd.grad(parts.total, prompts, retain_graph=True)  # step 3 backpropagates it again
+    ahead = (prompts.detach() - config.lookahead_lr * grad).requires_grad_()
+    disc = objective.disc(ahead, batch)
+    (v,) = torch.autograd.grad(disc, ahead)
+    norm = float(torch.linalg.vector_norm(v))
+    look = Lookahead(disc.detach(), scores, parts)
+    if norm == 0:
+        return [torch.zeros_like(p) for p in params], look
+    eps = config.fd_radius / norm
+    base = prompts.detach()
+    with torch.no_grad():
+        plus, minus = objective.score_pair(base + eps * v, base - eps * v, batch)
+    difference = (
+        objective.loss(plus, batch, weight_net, train_weight_net=True, features=features).total
+        - objective.loss(minus, batch, weight_net, train_weight_net=True, features=features).total
+    )
+    grads = torch.autograd.grad(difference, params)  # grad_W L(Q+) - grad_W L(Q-), one backward through W
+    scale = -config.lookahead_lr / (2 * eps)
+    return [scale * g for g in grads], look
+
+
 def _norm(tensors: list[torch.Tensor]) -> float:
     return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors])))
 
@@ -159,16 +260,19 @@ def generator_step(
     if weight_net is None or weight_optimizer is None:
         scores = objective.score(prompts, batch)
     else:
-        ahead = lookahead(objective, prompts, batch, weight_net)
-        params = [p for p in weight_net.parameters() if p.requires_grad]
-        with sdpa_kernel(SDPBackend.MATH):
-            # frees the graph on the way to W only: W reads detached inputs, so the forward under Q is kept
-            grads = torch.autograd.grad(ahead.disc, params)
+        params = _trainable(weight_net)
+        if objective.config.hypergradient is Hypergradient.EXACT:
+            ahead = lookahead(objective, prompts, batch, weight_net)
+            with sdpa_kernel(SDPBackend.MATH):
+                # frees the graph on the way to W only: W reads detached inputs, so the forward under Q is kept
+                grads = list(torch.autograd.grad(ahead.disc, params))
+        else:
+            grads, ahead = finite_difference_hypergradient(objective, prompts, batch, weight_net)
         for param, grad in zip(params, grads, strict=True):
             param.grad = grad
         weight_optimizer.step()
         weight_optimizer.zero_grad(set_to_none=True)
-        extra = {"disc_lookahead": ahead.disc.item(), "weight_net_grad_norm": _norm(list(grads))}
+        extra = {"disc_lookahead": ahead.disc.item(), "weight_net_grad_norm": _norm(grads)}
         scores = ahead.scores
         del ahead
     parts = objective.loss(scores, batch, weight_net, train_weight_net=False)

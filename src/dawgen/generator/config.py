@@ -23,6 +23,13 @@ class DiscForm(StrEnum):
     RATIO = "ratio"  # mean_j -p_y / sum_l p_l (the paper's printed form)
 
 
+class Hypergradient(StrEnum):
+    """How the bi-level step gets W's gradient through the look-ahead (``bilevel.py``)."""
+
+    EXACT = "exact"  # double backward through the differentiable look-ahead (create_graph)
+    FINITE_DIFFERENCE = "finite-difference"  # DARTS: the mixed derivative from two no-grad passes at Q +/- eps v
+
+
 class DistPairing(StrEnum):
     """Which representation is the negative of an (anchor, positive) pair in L_dist."""
 
@@ -36,7 +43,9 @@ class GeneratorConfig:
 
     The batch holds ``per_label_batch`` examples of every label. ``learning_rate`` / ``weight_decay``
     drive AdamW on the label prompts, ``weight_net_lr`` / ``weight_net_weight_decay`` Adam on the
-    weight net, ``lookahead_lr`` (alpha) the differentiable look-ahead step.
+    weight net, ``lookahead_lr`` (alpha) the differentiable look-ahead step. ``hypergradient`` picks
+    how W's gradient through the look-ahead is computed; ``fd_radius`` (r, DARTS's 0.01) is the norm of
+    the finite-difference perturbation ``eps * v`` (``eps = r / ||v||``), used by ``finite-difference`` only.
     """
 
     variant: Variant = Variant.DAWGEN
@@ -51,6 +60,8 @@ class GeneratorConfig:
     weight_net_weight_decay: float = 1e-4
     weight_net_hidden: int = 100
     lookahead_lr: float = 2e-2
+    hypergradient: Hypergradient = Hypergradient.EXACT
+    fd_radius: float = 1e-2
     disc_form: DiscForm = DiscForm.CE
     dist_pairing: DistPairing = DistPairing.LABEL
     lambda_dist: float = 1.0
@@ -66,6 +77,7 @@ class GeneratorConfig:
         self.variant = Variant(self.variant)
         self.disc_form = DiscForm(self.disc_form)
         self.dist_pairing = DistPairing(self.dist_pairing)
+        self.hypergradient = Hypergradient(self.hypergradient)
         at_least_one = (
             "num_prompt_tokens", "first_sentence_tokens", "per_label_batch", "epochs", "eval_batch_size",
             "weight_net_hidden",
@@ -75,7 +87,7 @@ class GeneratorConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_length < 2:
             raise ValueError(f"max_length must be at least 2 (a token of context and the eos), got {self.max_length}")
-        for name in ("learning_rate", "weight_net_lr", "lookahead_lr"):
+        for name in ("learning_rate", "weight_net_lr", "lookahead_lr", "fd_radius"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("weight_decay", "weight_net_weight_decay", "lambda_dist", "dist_margin", "checkpoint_every"):
