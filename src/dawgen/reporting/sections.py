@@ -8,7 +8,7 @@ from statistics import fmean
 from typing import Any
 
 from dawgen.evaluation.metrics import aggregate, format_mean_std
-from dawgen.evaluation.tables import results_table
+from dawgen.evaluation.tables import mixed_precision, precision_lines, record_precision, results_table
 from dawgen.reporting.document import Block, Bullets, Heading, Table, Text
 from dawgen.reporting.paper import paper_results
 from dawgen.reporting.run_data import PROMPT_TUNING, RunData
@@ -88,6 +88,7 @@ def overview(data: RunData) -> list[Block]:
     facts = [
         f"created: {manifest.get('created') or '-'}",
         f"device: {manifest.get('device') or '-'}",
+        f"CPU: {manifest.get('cpu') or '-'}; native bf16: {_yes_no(manifest.get('cpu_native_bf16'))}",
         f"git commit: {commit}",
         *facts,
     ]
@@ -99,6 +100,26 @@ def overview(data: RunData) -> list[Block]:
     if isinstance(versions, Mapping) and versions:
         blocks += [Heading(3, "Versions"), Table(["package", "version"], [[k, str(v)] for k, v in versions.items()])]
     return blocks + stage_times(manifest.get("stages") or [])
+
+
+def _yes_no(value: Any) -> str:
+    return "yes" if value is True else "no" if value is False else "-"
+
+
+def precision_blocks(records: Sequence[Mapping[str, Any]]) -> list[Block]:
+    """``precision_lines`` as report blocks: each line as text, a run of ``- `` lines as one list."""
+    blocks: list[Block] = []
+    items: list[str] = []
+    for line in [*precision_lines(records), ""]:
+        if line.startswith("- "):
+            items.append(line[2:])
+            continue
+        if items:
+            blocks.append(Bullets(items))
+            items = []
+        if line:
+            blocks.append(Text(line))
+    return blocks
 
 
 def stage_times(stages: Sequence[Mapping[str, Any]]) -> list[Block]:
@@ -119,8 +140,9 @@ def stage_times(stages: Sequence[Mapping[str, Any]]) -> list[Block]:
     listed = sorted(stages, key=lambda s: -(s.get("seconds") or 0))[:20] if len(stages) > MAX_STAGE_ROWS else stages
     if len(listed) < len(stages):
         blocks.append(Text(f"The {len(listed)} slowest of {len(stages)} stages:"))
-    columns = ("stage", "task", "seed", "name", "folder")
-    rows = [[str(s.get(k, "-")) for k in columns] + [format_seconds(s.get("seconds"))] for s in listed]
+    columns = ("stage", "task", "seed", "name", "folder", "precision")
+    rows = [["-" if s.get(k) is None else str(s[k]) for k in columns] + [format_seconds(s.get("seconds"))]
+            for s in listed]  # fmt: skip
     return [*blocks, Table([*columns, "wall time"], rows)]
 
 
@@ -152,6 +174,7 @@ def results(data: RunData) -> list[Block]:
         row.append(_parameters(data, method))
     table.header.extend(["avg", "#params"])
     seeds = ", ".join(map(str, data.seeds))
+    mixed = mixed_precision(data.records)
     blocks += [
         Text(
             f"Test accuracy in % (and F1 of the positive class where the task reports it), mean (std) over seeds "
@@ -159,10 +182,12 @@ def results(data: RunData) -> list[Block]:
             "trainable parameters."
         ),
         table,
+        *precision_blocks(data.records),
         Heading(3, "Per seed"),
         Text(
             "Test accuracy; in brackets the share of paired steps whose gradients conflicted, where there is one; "
             f"`*`: at least {COLLAPSED:.0f}% of the test predictions are one label (the classifier has collapsed)."
+            + (" The records ran in different precisions: each cell says its own." if mixed else "")
         ),
     ]
     rows = []
@@ -176,6 +201,8 @@ def results(data: RunData) -> list[Block]:
                     cell += "*"
                 if run is not None and isinstance(run.get("conflict_rate"), int | float):
                     cell += f" ({run['conflict_rate']:.0%} conflicts)"
+                if run is not None and mixed:
+                    cell += f" ({record_precision(run)})"
                 row.append(cell)
             if any(cell != "-" for cell in row[2:]):
                 rows.append(row)

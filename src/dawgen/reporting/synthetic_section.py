@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dawgen.data.synthetic import load_synthetic
+from dawgen.models.precision import describe_record
 from dawgen.reporting.document import Block, Bullets, Heading, Image, Table, Text
 from dawgen.reporting.run_data import RunData, SyntheticInfo
 from dawgen.reporting.sections import format_number, format_rate, get_path
@@ -116,7 +117,7 @@ def synthetic_data(data: RunData) -> list[Block]:
             )
             if filtered:
                 line += "; filtered: " + ", ".join(f"{k} {v}" for k, v in filtered.items())
-            blocks.append(Text(line))
+            blocks.append(Text(f"{line}; precision: {describe_record(summary.get('compute'))}"))
         quality = info.quality
         if quality:
             blocks.append(quality_table(quality))
