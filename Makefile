@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow lint format
+.PHONY: install demo test test-precisions test-slow lint format
 
 install: $(STAMP)
 
@@ -20,6 +20,11 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+# the suite once in fp32 and once in bf16 autocast: what `precision: auto` resolves to in the tests, on any CPU
+test-precisions: install
+	DAWGEN_TEST_PRECISION=fp32 $(PY) -m pytest -q
+	DAWGEN_TEST_PRECISION=bf16 $(PY) -m pytest -q
 
 test-slow: install
 	$(PY) -m pytest -q -m slow

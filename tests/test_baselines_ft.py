@@ -1,4 +1,7 @@
-"""FT (classification head, every weight trains) on tiny models of all three families, and the registry."""
+"""FT (classification head, every weight trains) on tiny models of all three families, and the registry.
+
+Pinned to fp32 (``precision="fp32"``): the batched-vs-alone and loss tolerances are fp32's.
+"""
 
 from __future__ import annotations
 
@@ -55,6 +58,7 @@ def test_ft_leaves_the_callers_model_alone_and_writes_a_run(tiny_model_dirs, tmp
     saved = json.loads((tmp_path / RESULT_FILE).read_text())
     assert saved == result and saved["config"]["learning_rate"] == 1e-3
     assert {"method", "task", "model", "dev", "test", "trainable_parameters", "train_seconds"} <= set(saved)
+    assert saved["compute"]["precision"] == "fp32" and saved["compute"]["device"] == "cpu"  # pinned fp32
     records = [json.loads(line) for line in (tmp_path / METRICS_FILE).read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "eval"] == [3, 6]
     assert not (tmp_path / ADAPTER_DIR).exists()

@@ -1,4 +1,7 @@
-"""PFT and PFT + soft prompt: prompt tuning's loop with every weight trainable, on tiny models."""
+"""PFT and PFT + soft prompt: prompt tuning's loop with every weight trainable, on tiny models.
+
+Pinned to fp32 (``precision="fp32"``): the loss is compared with a cross-entropy to fp32 tolerance.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""PPT-style prompt pre-training: pair construction and its labels, pre-training, tuning from it."""
+"""PPT-style prompt pre-training: pair construction and its labels, pre-training, tuning from it.
+
+Pinned to fp32 (``precision="fp32"``), like the other tiny-model training tests.
+"""
 
 from __future__ import annotations
 

@@ -46,6 +46,7 @@ def test_setfit_runs_on_a_tiny_body(tiny_model_dirs, tmp_path):
     assert result["method"] == "setfit" and result["trainable_parameters"] > 0
     assert all(math.isfinite(value) for value in (*result["dev"].values(), *result["test"].values()))
     assert json.loads((tmp_path / RESULT_FILE).read_text()) == result
+    assert result["compute"]["precision"] == "fp32" and result["compute"]["device"] == "cpu"  # no autocast
     records = [json.loads(line) for line in (tmp_path / METRICS_FILE).read_text().splitlines()]
     assert records[-1]["kind"] == "eval" and "dev_accuracy" in records[-1]
     assert run_setfit(None, RTE, EXAMPLES, EXAMPLES, EXAMPLES, config, tmp_path) == result  # finished: reused

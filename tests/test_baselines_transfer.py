@@ -1,4 +1,7 @@
-"""Transfer-initialised prompt tuning (SPoT): the prompt starts as a saved adapter's; mismatches stop."""
+"""Transfer-initialised prompt tuning (SPoT): the prompt starts as a saved adapter's; mismatches stop.
+
+Pinned to fp32 (``precision="fp32"``), like the other tiny-model training tests.
+"""
 
 from __future__ import annotations
 

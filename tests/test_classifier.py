@@ -1,4 +1,7 @@
-"""The prompt-tuned classifier on tiny random models of all three families."""
+"""The prompt-tuned classifier on tiny random models of all three families.
+
+Pinned to fp32 (``precision="fp32"``): the batched-vs-alone and resume tolerances are fp32's.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from dawgen.classifier.train import PromptTrainer
 from dawgen.constants import ADAPTER_DIR, CHECKPOINT_DIR, METRICS_FILE, RESULT_FILE
 from dawgen.data.example import Example
 from dawgen.models.loading import load_model
+from dawgen.models.precision import machine_record
 from dawgen.models.soft_prompt import insert_soft_prompt
 from dawgen.tasks import Family, get_task
 
@@ -173,6 +177,7 @@ def test_prompt_tune_writes_a_complete_run(tiny_model_dirs, tmp_path):
     assert not (tmp_path / CHECKPOINT_DIR).exists()
     saved = json.loads((tmp_path / RESULT_FILE).read_text())
     assert saved["trainable_parameters"] == 4 * loaded.model.get_input_embeddings().weight.shape[1]
+    assert saved["compute"] == {"precision": "fp32", "device": "cpu", **machine_record()}  # pinned fp32
     again = prompt_tune(loaded, RTE, EXAMPLES, EXAMPLES, config=small_config(), out_dir=tmp_path)
     assert again.result == saved and torch.equal(again.prompt, outcome.prompt)
     with pytest.raises(ValueError, match="other settings"):

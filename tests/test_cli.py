@@ -1,4 +1,7 @@
-"""The command line, end to end on a tiny model and the shipped demo data."""
+"""The command line, end to end on a tiny model and the shipped demo data.
+
+The training and evaluation commands pin ``--precision fp32``, like the tiny-model tests they mirror.
+"""
 
 from __future__ import annotations
 
@@ -73,6 +76,7 @@ def test_evaluate_methods(method, tiny, tuned_run, tmp_path):
            "--precision", "fp32", *extra.get(method, []))  # fmt: skip
     result = json.loads((tmp_path / RESULT_FILE).read_text())
     assert result["method"] == method and result["test_size"] == 150
+    assert result["compute"]["precision"] == "fp32" and result["compute"]["device"] == "cpu"  # --precision fp32
     assert len((tmp_path / PREDICTIONS_FILE).read_text().splitlines()) == 150
 
 

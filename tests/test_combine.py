@@ -1,4 +1,7 @@
-"""Data-combination strategies: each visits the data in its documented order."""
+"""Data-combination strategies: each visits the data in its documented order.
+
+The training run is pinned to fp32 (``precision="fp32"``).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Generator tuning, the bi-level step: the look-ahead's gradient for W, and what one step updates."""
+"""Generator tuning, the bi-level step: the look-ahead's gradient for W, and what one step updates.
+
+Pinned to fp32 (``precision="fp32"``): the finite-difference gradient check needs fp32.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Generator tuning, the losses: token weights, L_disc, L_dist, and scoring under per-row label prompts."""
+"""Generator tuning, the losses: token weights, L_disc, L_dist, and scoring under per-row label prompts.
+
+Pinned to fp32 (``precision="fp32"``): the scoring tolerances (1e-5) are fp32's.
+"""
 
 from __future__ import annotations
 

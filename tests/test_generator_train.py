@@ -1,4 +1,7 @@
-"""Generator tuning, the run: training, best-by-dev, artifacts, resume, diagnostics, CLI."""
+"""Generator tuning, the run: training, best-by-dev, artifacts, resume, diagnostics, CLI.
+
+Pinned to fp32 (``precision="fp32"``): best-by-dev and resume compare losses to 1e-5.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from dawgen.generator.diagnostics import dev_metrics, label_log_likelihoods, wei
 from dawgen.generator.prompts import score_targets
 from dawgen.generator.sequences import collate
 from dawgen.models.loading import load_model
+from dawgen.models.precision import machine_record
 from dawgen.tasks import Family
 
 TASK = demo_task()
@@ -173,6 +177,7 @@ def test_tune_generator_writes_a_complete_run(loaded, tmp_path):
     assert (tmp_path / TRAINING_PLOT).read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((tmp_path / RESULT_FILE).read_text())
     assert saved["variant"] == "fewgen" and saved["weight_net_parameters"] == 1 * 100 + 100 + 100 + 1
+    assert saved["compute"] == {"precision": "fp32", "device": "cpu", **machine_record()}  # pinned fp32
     again = tune_generator(loaded, TASK, TRAIN, DEV, config=config, out_dir=tmp_path)
     assert again.result == saved and torch.equal(again.generator.prompts, outcome.generator.prompts)
     with pytest.raises(ValueError, match="other settings"):

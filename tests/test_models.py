@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import requires_smollm2
+from tests_support import TEST_PRECISION
 from tiny_models import LABEL_WORDS, build_tiny_model, corpus, decoder_tokenizer, masked_tokenizer, seq2seq_tokenizer
 from transformers import (
     AutoConfig,
@@ -213,7 +214,7 @@ def test_failed_cache_write_leaves_nothing_behind(tiny_decoder_dir, tmp_path, mo
 # --- precision -------------------------------------------------------------------------------
 
 
-def test_resolve_precision(monkeypatch):
+def test_resolve_precision(monkeypatch, real_auto_precision):
     cpu = torch.device("cpu")
     assert precision.resolve_precision("fp32", cpu) is None
     assert precision.resolve_precision("bf16", cpu) is torch.bfloat16
@@ -226,6 +227,36 @@ def test_resolve_precision(monkeypatch):
     assert "lacks native bf16" in precision.describe_precision(cpu, None, "auto")
     with pytest.raises(ValueError, match="unknown precision"):
         precision.resolve_precision("fp16", cpu)
+
+
+def test_precision_records_name_the_precision_and_the_cpu_kind(monkeypatch, real_auto_precision):
+    assert precision.precision_name(None) == precision.precision_name(torch.float32) == "fp32"
+    assert precision.precision_name(torch.bfloat16) == "bf16-autocast"
+    for native in (True, False):
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda native=native: native)
+        auto = precision.resolved_precision("auto", "cpu")
+        assert auto == ("bf16-autocast" if native else "fp32")
+        assert precision.resolved_precision("fp32", "cpu") == "fp32"
+        assert precision.resolved_precision("bf16", "cpu") == "bf16-autocast"
+        record = precision.precision_record("cpu", precision.resolve_precision("auto", "cpu"))
+        assert record == {"precision": auto, "device": "cpu", "cpu_native_bf16": native, "cpu": precision.cpu_model()}
+        assert json.loads(json.dumps(record)) == record
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    with_bf16 = precision.precision_record(torch.device("cpu"), torch.bfloat16)
+    assert precision.describe_record(with_bf16) == "bf16 autocast (CPU with native bf16)"
+    assert precision.describe_record({**with_bf16, "precision": "fp32", "cpu_native_bf16": False}) == (
+        "fp32 (CPU without native bf16)"
+    )
+    assert precision.describe_record({"precision": "fp32", "device": "cuda", "gpu": "H100"}) == "fp32 (GPU H100)"
+    assert precision.describe_record(None) == precision.describe_record({}) == "unknown (not recorded)"
+    assert precision.cpu_model()
+
+
+def test_the_test_session_forces_what_auto_resolves_to():
+    """DAWGEN_TEST_PRECISION decides "auto" on the CPU here, whatever this CPU has; records keep the real CPU."""
+    assert precision.resolved_precision("auto", "cpu") == {"fp32": "fp32", "bf16": "bf16-autocast"}[TEST_PRECISION]
+    assert precision.resolved_precision("fp32", "cpu") == "fp32"  # pinned settings are left alone
+    assert precision.machine_record()["cpu_native_bf16"] is precision.cpu_has_native_bf16()
 
 
 def test_autocast_and_pick_device():

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests_support import TEST_PRECISION
 from typer.testing import CliRunner
 
 from dawgen.cli import app
@@ -19,15 +20,20 @@ from dawgen.cli.pipeline import nest
 from dawgen.config import ConfigError, config_from_dict
 from dawgen.constants import MANIFEST_FILE, RESULTS_FILE, RESULTS_TABLE, SYNTHETIC_FILE
 from dawgen.data.sources import DEMO_TASK_FILE, demo_dir
+from dawgen.models import precision
+from dawgen.models.precision import describe_record
 from dawgen.pipeline import RunConfig, parse_method
+from dawgen.pipeline.manifest import Manifest
 from dawgen.pipeline.methods import MethodKind
+from dawgen.pipeline.run import SeedRun, stage_precision
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 DEMO = demo_dir()
 
 
-def write_config(folder: Path, model: Path, **changes) -> Path:
-    """A run config for the demo task on ``model``, small enough for a test."""
+def write_config(folder: Path, model: Path, precision: str | None = None, **changes) -> Path:
+    """A run config for the demo task on ``model``, small enough for a test; ``precision`` pins every stage's
+    (left out: "auto", which resolves to the session's test precision in this process only)."""
     config = {
         "tasks": [str(DEMO / DEMO_TASK_FILE)], "data": str(DEMO), "test": str(DEMO / "dev.tsv"),
         "seeds": [13], "methods": ["pt", "ours"], "generator_model": str(model), "classifier_model": str(model),
@@ -37,6 +43,9 @@ def write_config(folder: Path, model: Path, **changes) -> Path:
         "classifier": {"max_steps": 4, "eval_every": 2, "batch_size": 4, "syn_batch_size": 4, "num_virtual_tokens": 4},
         **changes,
     }  # fmt: skip
+    if precision is not None:
+        for section in ("generator", "generation", "classifier"):
+            config[section] = {**config[section], "precision": precision}
     path = folder / "run.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -83,6 +92,7 @@ def test_a_rerun_skips_finished_stages_and_a_changed_setting_reruns_only_what_de
     before = {p: p.stat().st_mtime_ns for p in out.rglob("result.json")}
     rerun = run_cli(config, out)
     assert rerun.output.count("(cached)") == 4
+    assert "\nprecision: " in rerun.output  # below the final table
     assert {p: p.stat().st_mtime_ns for p in out.rglob("result.json")} == before
     shorter = {"max_steps": 2, "eval_every": 2, "batch_size": 4, "syn_batch_size": 4, "num_virtual_tokens": 4}
     changed = write_config(tmp_path, talkative_dir, classifier=shorter)
@@ -92,7 +102,7 @@ def test_a_rerun_skips_finished_stages_and_a_changed_setting_reruns_only_what_de
 
 
 def test_a_run_killed_in_stage_2_resumes_to_the_same_result(reference, talkative_dir, tmp_path):
-    out, config = tmp_path / "run", write_config(tmp_path, talkative_dir)
+    out, config = tmp_path / "run", write_config(tmp_path, talkative_dir, TEST_PRECISION)  # another process
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "dawgen.cli", "run", "-c", str(config), "--out", str(out)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -202,3 +212,65 @@ def test_the_oracle_trains_on_gold_pool_rows_that_are_no_kshot_row(talkative_dir
 
     text = report(out).read_text()
     assert "| oracle+paired+surgery [oracle (gold pool labels)] |" in text and "gold-data oracle" in text
+
+
+# --- precision ------------------------------------------------------------------------------------
+
+
+def stage_folders(config: RunConfig, folder: Path, monkeypatch) -> dict[str, str]:
+    """The folder name (with its key) of every stage of ``config``'s first task and seed; nothing runs."""
+    names: dict[str, str] = {}
+
+    def timed(self, stage, name, path, key, done, work, precision):
+        names[f"{stage} {name}"] = path.name
+        return {"test": {}}
+
+    monkeypatch.setattr(SeedRun, "timed", timed)
+    task, seed = config.specs()[0], config.seeds[0]
+    run = SeedRun(config, task, seed, folder, "data-key", Manifest(folder, {}), show_progress=False)
+    for variant in config.variants():
+        run.synthetic(variant)
+    for method in config.parsed_methods():
+        run.method(method, None)
+    return names
+
+
+def test_stage_keys_include_the_precision_auto_resolves_to_here(
+    talkative_dir, tmp_path, monkeypatch, real_auto_precision
+):
+    """A run folder moved to a CPU without native bf16 must not reuse stages that ran in bf16 autocast."""
+    methods = ["zero-shot", "pt", "ours", "ft"]
+    auto = config_from_dict(
+        RunConfig, yaml.safe_load(write_config(tmp_path, talkative_dir, methods=methods).read_text())
+    )
+    fp32 = config_from_dict(
+        RunConfig, yaml.safe_load(write_config(tmp_path, talkative_dir, "fp32", methods=methods).read_text())
+    )
+    fp32.baselines = {"ft": {"precision": "fp32"}}
+    folders = {}
+    for native in (True, False):
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda native=native: native)
+        assert stage_precision(auto.classifier_config(parse_method("pt"), 13)) == (
+            "bf16-autocast" if native else "fp32"
+        )
+        folders[native] = (stage_folders(auto, tmp_path, monkeypatch), stage_folders(fp32, tmp_path, monkeypatch))
+    with_bf16, without = folders[True][0], folders[False][0]
+    assert set(with_bf16) == {"generator dawgen", "synthesis dawgen", "evaluation zero-shot", "classifier pt",
+                              "classifier ours", "baseline ft"}  # fmt: skip
+    assert all(with_bf16[stage] != without[stage] for stage in with_bf16)  # every stage, "auto" everywhere
+    assert folders[True][1] == folders[False][1]  # pinned fp32: the same stages on either CPU
+    assert folders[False][1]["classifier pt"] != without["classifier pt"]  # "fp32" is another setting than "auto"
+
+
+def test_records_results_and_manifest_say_their_precision(reference):
+    expected = {"fp32": "fp32", "bf16": "bf16-autocast"}[TEST_PRECISION]
+    for record in results(reference):
+        assert record["compute"]["precision"] == expected and record["compute"]["device"] == "cpu"
+        assert record["compute"]["cpu_native_bf16"] is precision.cpu_has_native_bf16()  # the real CPU
+    pt, ours = results(reference)
+    assert pt["synthetic_compute"] is None and ours["synthetic_compute"]["precision"] == expected
+    manifest = json.loads((reference / MANIFEST_FILE).read_text())
+    assert {s["precision"] for s in manifest["stages"]} == {expected} and "cpu_native_bf16" in manifest
+    line = "precision: " + describe_record(pt["compute"])
+    assert line in (reference / RESULTS_TABLE).read_text().splitlines()
+    assert line.startswith("precision: bf16 autocast (CPU " if TEST_PRECISION == "bf16" else "precision: fp32 (CPU ")

@@ -318,3 +318,57 @@ def test_the_report_says_how_much_of_the_oracle_gain_ours_recovers(tmp_path: Pat
         "(2 per label, target 2); removed from the pool's 30 rows: 9 rows of "
         "a k-shot split (any seed, train or dev; 10 distinct k-shot pairs), 1 duplicates, 0 verbatim copies."
     ) in text
+
+
+# --- precision ------------------------------------------------------------------------------------
+
+NATIVE_BF16 = {"precision": "bf16-autocast", "device": "cpu", "cpu_native_bf16": True, "cpu": "Xeon A"}
+NO_BF16 = {"precision": "fp32", "device": "cpu", "cpu_native_bf16": False, "cpu": "Xeon B"}
+
+
+def test_a_run_without_precision_records_says_so(report: tuple[str, str]):
+    """The fake run predates precision records: its results, generator and generation say so."""
+    lines = report[0].splitlines()
+    assert "precision: unknown (not recorded)" in lines
+    assert "| generator | RTE | dawgen | tiny | 6 | 2 | 3.210 | 75.0 | - | unknown (not recorded) |" in lines
+    assert any(line.startswith("generation: 9 written") and line.endswith("; precision: unknown (not recorded)")
+               for line in lines)  # fmt: skip
+
+
+def test_precision_lines_name_one_precision_or_every_mixed_record():
+    from dawgen.evaluation.tables import mixed_precision, precision_lines
+
+    same = [{"task": "RTE", "seed": s, "method": "pt", "compute": NATIVE_BF16} for s in (13, 42)]
+    assert precision_lines(same) == ["precision: bf16 autocast (CPU with native bf16)"] and not mixed_precision(same)
+    moved = [*same, {"task": "RTE", "seed": 87, "method": "pt", "compute": NO_BF16}]
+    assert precision_lines(moved) == [
+        "precision: MIXED, the records below ran in different precisions or on different kinds of machine:",
+        "- bf16 autocast (CPU with native bf16): pt RTE seed 13, pt RTE seed 42",
+        "- fp32 (CPU without native bf16): pt RTE seed 87",
+    ]
+    assert mixed_precision(moved)
+    synthetic = [{**same[0], "synthetic": "s.jsonl", "synthetic_compute": NO_BF16}]
+    assert precision_lines(synthetic)[1:] == ["synthetic data generated in: fp32 (CPU without native bf16)"]
+    assert precision_lines([{**same[0], "synthetic": "s.jsonl", "synthetic_compute": NATIVE_BF16}])[1:] == []
+    assert precision_lines([]) == []
+
+
+def test_mixed_precisions_show_in_the_report(tmp_path: Path):
+    records = [
+        {"task": "RTE", "seed": seed, "method": "pt", "test": {"accuracy": 50.0 + seed % 2}, "folder": "x",
+         "compute": compute}
+        for seed, compute in ((13, NATIVE_BF16), (42, NO_BF16))
+    ]  # fmt: skip
+    write_json(tmp_path / "results.json", {"tasks": ["RTE"], "seeds": [13, 42], "methods": ["pt"], "records": records})
+    stages = [{"stage": "classifier", "task": "RTE", "seed": 13, "name": "pt", "folder": "x", "key": "k",
+               "seconds": 1.0, "precision": "bf16-autocast"}]  # fmt: skip
+    write_json(tmp_path / "manifest.json", {"device": "cpu", "cpu": "Xeon B", "cpu_native_bf16": False,
+                                            "stages": stages})  # fmt: skip
+    markdown, _ = write_report(tmp_path)
+    text = markdown.read_text()
+    assert "precision: MIXED, the records below ran in different precisions or on different kinds of machine:" in text
+    assert "- fp32 (CPU without native bf16): pt RTE seed 42" in text.splitlines()
+    assert "| RTE | 13 | 51.0 / bal - / top - (bf16 autocast (CPU with native bf16)) |" in text
+    assert "| RTE | 42 | 50.0 / bal - / top - (fp32 (CPU without native bf16)) |" in text
+    assert "CPU: Xeon B; native bf16: no" in text
+    assert "| classifier | RTE | 13 | pt | x | bf16-autocast | 1.0 s |" in text

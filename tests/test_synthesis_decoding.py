@@ -1,4 +1,7 @@
-"""Stage 2 decoding: the prompt-cache loop against Hugging Face generate(), sampling, penalties, batching."""
+"""Stage 2 decoding: the prompt-cache loop against Hugging Face generate(), sampling, penalties, batching.
+
+All in fp32: no autocast dtype is passed, as Hugging Face generate() runs in the comparison.
+"""
 
 from __future__ import annotations
 

@@ -110,6 +110,7 @@ def test_inspect_a_dawgen_file_writes_json_and_figure(encoder, tmp_path, monkeyp
     report = inspect_synthetic(synthetic, demo_dir(), out=tmp_path / "quality", sample=50)
     assert report["task"] == demo_task().name and report["size"] == {"synthetic": 40, "real": 32}
     assert set(report["embeddings"]["per_label"]) == set(LABELS)
+    assert report["compute"]["precision"] == "fp32" and report["compute"]["device"] == "cpu"
     assert json.loads((tmp_path / "quality" / QUALITY_REPORT).read_text()) == report
     assert (tmp_path / "quality" / QUALITY_PLOT).read_bytes()[:4] == b"\x89PNG"
 

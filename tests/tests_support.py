@@ -1,5 +1,6 @@
 """Constants shared by test modules."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,25 @@ from dawgen.data.example import Example
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data folder not found at {DATA}")
+
+# The precision of the tests that do not pin one: ``DAWGEN_TEST_PRECISION=fp32`` (the default) or ``bf16``.
+# conftest makes "auto" resolve to it on the CPU in the test process, whatever CPU runs the suite (results
+# still record the real one); a test that starts another process passes it on as a pinned precision.
+# Tests whose assertions hold in fp32 only pin ``precision="fp32"`` and say so; ``make test-precisions``
+# runs the suite once in each.
+PRECISION_ENV = "DAWGEN_TEST_PRECISION"
+TEST_PRECISIONS = ("fp32", "bf16")
+
+
+def forced_precision() -> str:
+    """``$DAWGEN_TEST_PRECISION`` (fp32 when unset); any other value is an error."""
+    value = os.environ.get(PRECISION_ENV, "").strip().lower() or "fp32"
+    if value not in TEST_PRECISIONS:
+        raise ValueError(f"{PRECISION_ENV} must be one of {', '.join(TEST_PRECISIONS)}, got {value!r}")
+    return value
+
+
+TEST_PRECISION = forced_precision()
 
 # four labelled RTE-style pairs, repeated by tests that train on a handful of examples
 RTE_PAIRS = [

@@ -29,7 +29,7 @@ from dawgen.data.example import Example
 from dawgen.data.fingerprint import inputs_fingerprint
 from dawgen.evaluation.metrics import classification_metrics
 from dawgen.models.loading import LoadedModel
-from dawgen.models.precision import pick_device
+from dawgen.models.precision import describe_precision, pick_device, precision_record
 from dawgen.synthesis.embeddings import minilm_folder
 from dawgen.tasks.schema import TaskSpec
 from dawgen.utils.io import atomic_write_json, atomic_write_text
@@ -95,7 +95,8 @@ def run_setfit(
             return saved
         raise ValueError(f"{out} already holds a finished run with other settings; choose another output folder")
 
-    model = SetFitModel.from_pretrained(body, device=str(pick_device(config.device)))
+    device = pick_device(config.device)
+    model = SetFitModel.from_pretrained(body, device=str(device))
     separator = model.model_body.tokenizer.sep_token or "\n"
     texts = [pair_text(example, separator) for example in train]
     labels = [task.label_index(example.label) for example in train]
@@ -127,6 +128,8 @@ def run_setfit(
         "task": task.name,
         "model": body,
         "family": "sentence-encoder",
+        "precision": describe_precision(device, None),  # SetFit's own training loop, without autocast
+        "compute": precision_record(device, None),
         "trainable_parameters": sum(p.numel() for p in model.model_body.parameters()) + head_size,
         "config": to_dict(config),
         "inputs": inputs,

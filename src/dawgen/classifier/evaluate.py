@@ -17,7 +17,7 @@ from dawgen.data.example import Example
 from dawgen.evaluation.metrics import classification_metrics
 from dawgen.evaluation.predict import write_predictions
 from dawgen.models.loading import LoadedModel
-from dawgen.models.precision import describe_precision
+from dawgen.models.precision import describe_precision, precision_record
 from dawgen.progress import progress_bar
 from dawgen.tasks.schema import TaskSpec
 from dawgen.utils.io import atomic_write_json
@@ -81,6 +81,7 @@ def evaluate(
         "model": loaded.name,
         "family": loaded.family.value,
         "precision": describe_precision(scorer.device, scorer.autocast_dtype),
+        "compute": precision_record(scorer.device, scorer.autocast_dtype),
         "seed": seed,
         "adapter": None if adapter is None else str(adapter),
         "peft": None if kind is None else kind.value,

@@ -25,7 +25,7 @@ from dawgen.data.synthetic import SyntheticSet
 from dawgen.evaluation.metrics import classification_metrics
 from dawgen.evaluation.plots import plot_training
 from dawgen.models.loading import LoadedModel
-from dawgen.models.precision import describe_precision
+from dawgen.models.precision import describe_precision, precision_record
 from dawgen.progress import progress_bar
 from dawgen.tasks.schema import TaskSpec
 from dawgen.utils.io import atomic_write_json
@@ -156,6 +156,7 @@ def train_classifier(
         "model": scorer.model_name,
         "family": scorer.family.value,
         "precision": describe_precision(scorer.device, scorer.autocast_dtype),
+        "compute": precision_record(scorer.device, scorer.autocast_dtype),
         "trainable_parameters": trainer.num_trainable,
         "peft": config.peft.value if trainable.prompt else None,
         "combine": config.combine.value,

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from dawgen.cli.common import USER_ERRORS, ConfigOpt, SetOpt, app, fail, load_api, options_of, require
 from dawgen.config import ConfigError, config_from_dict
@@ -33,10 +35,11 @@ def nest(options: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def results_by_method(records: list[dict[str, Any]]) -> Table:
+def results_by_method(records: list[dict[str, Any]]) -> Group:
     """Mean test accuracy (F1 where reported) and balanced accuracy over seeds, one row per method, one
-    column per task; collapsed classifiers flagged (``dawgen.evaluation.tables.metric_cell``)."""
-    from dawgen.evaluation.tables import COLLAPSED_SHARE, metric_cell
+    column per task, collapsed classifiers flagged (``dawgen.evaluation.tables.metric_cell``); below it
+    the precision the records ran in (one line per precision where they differ)."""
+    from dawgen.evaluation.tables import COLLAPSED_SHARE, metric_cell, precision_lines
 
     tasks = list(dict.fromkeys(r["task"] for r in records))
     methods = list(dict.fromkeys(r["method"] for r in records))
@@ -47,7 +50,7 @@ def results_by_method(records: list[dict[str, Any]]) -> Table:
     for method in methods:
         cells = [metric_cell([r["test"] for r in records if (r["method"], r["task"]) == (method, t)]) for t in tasks]
         table.add_row(method, *cells)
-    return table
+    return Group(table, Text("\n".join(precision_lines(records))))
 
 
 @app.command("run")

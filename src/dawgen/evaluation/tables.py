@@ -1,5 +1,6 @@
 """Markdown tables of results over seeds: mean (std) of test accuracy (F1 where reported), balanced accuracy,
-and a flag on classifiers that put almost every test example on one label."""
+a flag on classifiers that put almost every test example on one label, and the lines saying which
+precision (and kind of machine) the records ran in."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dawgen.evaluation.metrics import aggregate, format_mean_std
+from dawgen.models.precision import describe_record
 
 COLLAPSED_SHARE = 90.0  # % of the test predictions on one label from which a run is flagged as collapsed
 CELL_LEGEND = (
@@ -56,3 +58,49 @@ def results_table(
         cells = [metric_cell([r["test"] for r in results.get((row, column), [])]) for column in columns]
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return lines
+
+
+def record_precision(record: Mapping[str, Any], key: str = "compute") -> str:
+    """A results record's precision in words (``describe_record`` of its ``compute`` entry)."""
+    return describe_record(record.get(key))
+
+
+def _name(record: Mapping[str, Any]) -> str:
+    return f"{record.get('method', '?')} {record.get('task', '?')} seed {record.get('seed', '?')}"
+
+
+def _grouped(records: Sequence[Mapping[str, Any]], key: str) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for record in records:
+        groups.setdefault(record_precision(record, key), []).append(_name(record))
+    return groups
+
+
+def precision_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Footnote lines for a results table: ``precision: bf16 autocast (CPU with native bf16)`` when every
+    record ran alike; otherwise a ``precision: MIXED`` line and one line per precision naming its records.
+    A line on the synthetic sets' generation follows where it ran otherwise than the classifiers."""
+    if not records:
+        return []
+    groups = _grouped(records, "compute")
+    if len(groups) == 1:
+        lines = [f"precision: {next(iter(groups))}"]
+    else:
+        lines = ["precision: MIXED, the records below ran in different precisions or on different kinds of machine:"]
+        lines += [f"- {precision}: {', '.join(names)}" for precision, names in groups.items()]
+    synthetic = _grouped([r for r in records if r.get("synthetic")], "synthetic_compute")
+    if synthetic and set(synthetic) != set(groups):
+        if len(synthetic) == 1:
+            lines.append(f"synthetic data generated in: {next(iter(synthetic))}")
+        else:
+            lines.append("synthetic data generated in MIXED precisions:")
+            lines += [f"- {precision}: {', '.join(names)}" for precision, names in synthetic.items()]
+    return lines
+
+
+def mixed_precision(records: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the records (and the generation of their synthetic sets) ran in more than one precision."""
+    return (
+        len(_grouped(records, "compute")) > 1
+        or len(_grouped([r for r in records if r.get("synthetic")], "synthetic_compute")) > 1
+    )

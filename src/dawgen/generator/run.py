@@ -19,7 +19,7 @@ from dawgen.generator.diagnostics import plot_generator_training
 from dawgen.generator.sequences import steps_per_epoch
 from dawgen.generator.train import GeneratorTrainer
 from dawgen.models.loading import LoadedModel
-from dawgen.models.precision import describe_precision
+from dawgen.models.precision import describe_precision, precision_record
 from dawgen.progress import progress_bar
 from dawgen.tasks.schema import TaskSpec
 from dawgen.utils.io import atomic_write_json
@@ -74,6 +74,7 @@ def tune_generator(
         "task": task.name,
         "model": loaded.name,
         "precision": describe_precision(trainer.device, trainer.objective.autocast_dtype),
+        "compute": precision_record(trainer.device, trainer.objective.autocast_dtype),
         "variant": config.variant.value,
         "trainable_parameters": generator.prompts.numel(),
         "weight_net_parameters": 0 if generator.weight_net is None else sum(

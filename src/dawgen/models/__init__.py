@@ -11,7 +11,15 @@ from dawgen.models.loading import (
     find_builtin_gguf,
     load_model,
 )
-from dawgen.models.precision import autocast, describe_precision, pick_device, resolve_precision
+from dawgen.models.precision import (
+    autocast,
+    describe_precision,
+    describe_record,
+    pick_device,
+    precision_record,
+    resolve_precision,
+    resolved_precision,
+)
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -21,6 +29,7 @@ __all__ = [
     "autocast",
     "cache_root",
     "describe_precision",
+    "describe_record",
     "detect_family",
     "ensure_pad_token",
     "find_builtin_gguf",
@@ -28,5 +37,7 @@ __all__ = [
     "gguf_cache_path",
     "load_model",
     "pick_device",
+    "precision_record",
     "resolve_precision",
+    "resolved_precision",
 ]

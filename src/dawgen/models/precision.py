@@ -4,16 +4,27 @@
 with native bf16 instructions (AVX512-BF16 or AMX). Without them PyTorch emulates bf16, and on
 a 2-core AVX-512 Xeon without AVX512-BF16 a SmolLM2-135M forward+backward of 8x128 tokens took
 ~14 s under bf16 autocast against ~4 s in fp32, so "auto" stays fp32 there.
+
+Results say what they ran under: ``precision_record`` is the structured form written into every
+``result.json`` (and the rows of a run's ``results.json``), ``describe_record`` its one-line reading
+for tables, and ``resolved_precision`` the name of what a setting resolves to on a device (part of a
+run folder's stage keys, so a folder moved to another kind of machine does not mix precisions).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+import platform
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import torch
 
 PRECISIONS = ("auto", "fp32", "bf16")
+FP32 = "fp32"
+BF16_AUTOCAST = "bf16-autocast"
 
 
 def pick_device(name: str | torch.device = "auto") -> torch.device:
@@ -93,3 +104,66 @@ def describe_precision(device: torch.device | str, dtype: torch.dtype | None, re
     else:
         why = f"no bf16 autocast on {device.type}"
     return f"{text} (auto: {why})"
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """The short name of an autocast dtype from ``resolve_precision``: ``"fp32"`` or ``"bf16-autocast"``."""
+    if dtype is None or dtype == torch.float32:
+        return FP32
+    return {torch.bfloat16: BF16_AUTOCAST, torch.float16: "fp16-autocast"}.get(dtype, f"{dtype}-autocast")
+
+
+def resolved_precision(precision: str, device: torch.device | str = "auto") -> str:
+    """What ``precision`` (e.g. "auto") resolves to on ``device`` (e.g. "auto"), by name: ``"fp32"`` or
+    ``"bf16-autocast"``. Cache keys use it, so that a changed machine does not reuse another precision's work."""
+    return precision_name(resolve_precision(precision, pick_device(device)))
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), or the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_record() -> dict[str, Any]:
+    """The CPU this process runs on and whether it has native bf16 (what "auto" consults on a CPU)."""
+    return {"cpu": cpu_model(), "cpu_native_bf16": cpu_has_native_bf16()}
+
+
+def precision_record(device: torch.device | str, dtype: torch.dtype | None) -> dict[str, Any]:
+    """The precision a result was computed in and the machine kind that decided it, as written into results::
+
+        {"precision": "bf16-autocast" | "fp32", "device": "cpu" | "cuda", "cpu_native_bf16": bool,
+         "cpu": "<model name>"}                      (+ "gpu": "<name>" on CUDA)
+
+    ``cpu_native_bf16`` is what "auto" consults on a CPU (AVX512-BF16 or AMX), recorded also under fp32.
+    """
+    device = torch.device(device)
+    record: dict[str, Any] = {"precision": precision_name(dtype), "device": device.type, **machine_record()}
+    if device.type == "cuda" and torch.cuda.is_available():
+        record["gpu"] = torch.cuda.get_device_name(device)
+    return record
+
+
+def describe_record(record: Mapping[str, Any] | None) -> str:
+    """``precision_record``'s one-line reading for tables, e.g. "bf16 autocast (CPU with native bf16)";
+    ``"unknown (not recorded)"`` for a result written before results recorded their precision."""
+    if not isinstance(record, Mapping) or not record.get("precision"):
+        return "unknown (not recorded)"
+    name = str(record["precision"])
+    text = f"{name.removesuffix('-autocast')} autocast" if name.endswith("-autocast") else name
+    device = record.get("device")
+    if device == "cpu":
+        native = record.get("cpu_native_bf16")
+        kind = "CPU" if native is None else f"CPU {'with' if native else 'without'} native bf16"
+    elif device == "cuda":
+        kind = f"GPU {record['gpu']}" if record.get("gpu") else "GPU"
+    else:
+        kind = str(device or "unknown device")
+    return f"{text} ({kind})"

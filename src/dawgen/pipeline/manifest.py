@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from dawgen.constants import MANIFEST_FILE
+from dawgen.models.precision import machine_record
 from dawgen.utils.io import atomic_write_json
 
 PACKAGES = ("dawgen", "torch", "transformers", "peft", "accelerate")
@@ -69,13 +70,17 @@ class Manifest:
             return cls(folder, config, saved.get("stages", []), saved.get("created", ""))
         return cls(folder, config)
 
-    def record(self, stage: str, task: str, seed: int, name: str, folder: Path, key: str, seconds: float) -> None:
-        """A stage that ran (a cached stage keeps the wall time of the run that made it)."""
+    def record(
+        self, stage: str, task: str, seed: int, name: str, folder: Path, key: str, seconds: float,
+        precision: str | None = None,
+    ) -> None:  # fmt: skip
+        """A stage that ran (a cached stage keeps the wall time of the run that made it); ``precision``: the
+        resolved precision it ran in ("fp32", "bf16-autocast")."""
         relative = self.relative(folder)
         self.stages = [s for s in self.stages if s["folder"] != relative]
         self.stages.append(
             {"stage": stage, "task": task, "seed": seed, "name": name, "folder": relative, "key": key,
-             "seconds": round(seconds, 1)}
+             "seconds": round(seconds, 1), "precision": precision}
         )  # fmt: skip
         self.save()
 
@@ -90,5 +95,5 @@ class Manifest:
         atomic_write_json(
             self.folder / MANIFEST_FILE,
             {"config": self.config, "versions": versions(), "git_commit": git_commit(),
-             "device": device_description(), "created": self.created, "stages": self.stages},
+             "device": device_description(), **machine_record(), "created": self.created, "stages": self.stages},
         )  # fmt: skip

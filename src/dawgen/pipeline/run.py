@@ -2,8 +2,11 @@
 (prompt-tune and evaluate each method), with every stage's output cached in the run folder.
 
 A stage's folder is named by a key of everything it depends on (models, data, its options, the key of
-the stage before it), so a rerun finds finished stages and skips them, a killed stage resumes from its
-own checkpoint or part files, and a changed setting reruns only the stages that depend on it::
+the stage before it, and the precision its ``precision`` setting resolves to on this machine), so a rerun
+finds finished stages and skips them, a killed stage resumes from its own checkpoint or part files, a
+changed setting reruns only the stages that depend on it, and a run folder moved to a machine where
+"auto" resolves otherwise (e.g. a CPU without native bf16) runs the stages again rather than mixing
+precisions::
 
     RUN/manifest.json  RUN/results.json  RUN/results.md
     RUN/<task>/seed-<s>/generator-<variant>-<key>/    (stage 1: generator/, metrics, plot, result.json)
@@ -28,12 +31,13 @@ from dawgen.data.fingerprint import inputs_fingerprint
 from dawgen.data.oracle import ORACLE, ORACLE_LEGEND, SAMPLING_VERSION
 from dawgen.data.sources import load_fewshot, load_labelled, load_test
 from dawgen.data.synthetic import load_synthetic
-from dawgen.evaluation.tables import CELL_LEGEND, results_table
+from dawgen.evaluation.tables import CELL_LEGEND, precision_lines, results_table
 from dawgen.generator.config import Variant
 from dawgen.models.loading import load_model
+from dawgen.models.precision import resolved_precision
 from dawgen.pipeline.config import RunConfig
 from dawgen.pipeline.manifest import Manifest
-from dawgen.pipeline.methods import Method, MethodKind
+from dawgen.pipeline.methods import Method, MethodKind, parse_method
 from dawgen.progress import console
 from dawgen.synthesis.writer import summary_path
 from dawgen.tasks.schema import TaskSpec
@@ -43,6 +47,12 @@ from dawgen.utils.io import atomic_write_json, atomic_write_text
 def stage_key(*parts: Any) -> str:
     """A short hash of what a stage depends on."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def stage_precision(settings: Any) -> str:
+    """What a stage's ``precision`` setting ("auto" by default) resolves to on its device here, by name
+    ("fp32", "bf16-autocast"); settings without one (SetFit) run in fp32."""
+    return resolved_precision(getattr(settings, "precision", "fp32"), getattr(settings, "device", "auto"))
 
 
 @dataclass
@@ -66,22 +76,27 @@ class SeedRun:
     manifest: Manifest
     show_progress: bool
 
-    def timed(self, stage: str, name: str, folder: Path, key: str, done: Path, work: Callable[[], Any]) -> Any:
-        """Run ``work`` (which returns at once when ``done`` exists), recording its wall time when it ran."""
+    def timed(
+        self, stage: str, name: str, folder: Path, key: str, done: Path, work: Callable[[], Any], precision: str
+    ) -> Any:
+        """Run ``work`` (which returns at once when ``done`` exists), recording its wall time (and the
+        resolved ``precision`` it ran in) when it ran."""
         cached = done.exists() and self.manifest.has(folder)
         label = f"{self.task.name} seed {self.seed}: {stage} {name}"
         console.print(f"[bold]{label}[/] " + ("(cached)" if cached else f"-> {folder.name}"), soft_wrap=True)
         started = time.perf_counter()
         outcome = work()
         if not cached:
-            self.manifest.record(stage, self.task.name, self.seed, name, folder, key, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self.manifest.record(stage, self.task.name, self.seed, name, folder, key, seconds, precision)
         return outcome
 
     # -- stage 1 -------------------------------------------------------------------------------
     def generator(self, variant: Variant) -> tuple[Path, str]:
         cfg = self.config
         gen_config = cfg.generator_config(variant, self.seed)
-        key = stage_key(cfg.generator_model, self.data_key, to_dict(gen_config))
+        precision = stage_precision(gen_config)
+        key = stage_key(cfg.generator_model, self.data_key, to_dict(gen_config), precision)
         folder = self.folder / f"generator-{variant.value}-{key}"
 
         def work() -> None:
@@ -92,7 +107,7 @@ class SeedRun:
             tune_generator(loaded, self.task, train, dev, config=gen_config, out_dir=folder,
                            show_progress=self.show_progress)  # fmt: skip
 
-        self.timed("generator", variant.value, folder, key, folder / RESULT_FILE, work)
+        self.timed("generator", variant.value, folder, key, folder / RESULT_FILE, work, precision)
         return folder, key
 
     # -- stage 2 -------------------------------------------------------------------------------
@@ -102,7 +117,8 @@ class SeedRun:
         gen_config = cfg.generation_config(self.seed)
         options = {k: v for k, v in to_dict(gen_config).items() if k != "device"}
         pool = cfg.pool_source(self.task)
-        key = stage_key(generator_key, options, pool)
+        precision = stage_precision(gen_config)
+        key = stage_key(generator_key, options, pool, precision)
         folder = self.folder / f"synthetic-{variant.value}-{key}"
         path = folder / SYNTHETIC_FILE
 
@@ -116,7 +132,7 @@ class SeedRun:
                 inspect_synthetic(path, cfg.data, task=self.task, seed=self.seed, k=cfg.k, out=folder)
 
         done = folder / QUALITY_REPORT if cfg.quality else summary_path(path)
-        self.timed("synthesis", variant.value, folder, key, done, work)
+        self.timed("synthesis", variant.value, folder, key, done, work, precision)
         return Synthetic(path, key, generator)
 
     # -- the oracle: stage 2 with gold pool labels ----------------------------------------------
@@ -152,7 +168,7 @@ class SeedRun:
                 inspect_synthetic(path, cfg.data, task=self.task, seed=self.seed, k=cfg.k, out=folder)
 
         done = folder / QUALITY_REPORT if cfg.quality else summary_path(path)
-        self.timed("oracle", "gold pool", folder, key, done, work)
+        self.timed("oracle", "gold pool", folder, key, done, work, "fp32")  # no model; MiniLM quality in fp32
         return Synthetic(path, key, None)
 
     # -- stage 3 -------------------------------------------------------------------------------
@@ -160,34 +176,44 @@ class SeedRun:
         cfg = self.config
         test = cfg.test_file(self.task)
         if method.kind is MethodKind.UNTRAINED:
-            key = stage_key(cfg.classifier_model, self.data_key, test, method.name)
+            precision = stage_precision(self.untrained_settings())
+            key = stage_key(cfg.classifier_model, self.data_key, test, method.name, precision)
             folder = self.folder / f"{method.name}-{key}"
             result = self.timed("evaluation", method.name, folder, key, folder / RESULT_FILE,
-                                lambda: _saved_or(folder, lambda: self.evaluate(method, test, folder)))  # fmt: skip
+                                lambda: _saved_or(folder, lambda: self.evaluate(method, test, folder)),
+                                precision)  # fmt: skip
         elif method.kind is MethodKind.PROMPT_TUNING:
             tune_config = cfg.classifier_config(method, self.seed)
             syn_key = synthetic.key if synthetic else None
-            key = stage_key(cfg.classifier_model, self.data_key, test, to_dict(tune_config), syn_key)
+            precision = stage_precision(tune_config)
+            key = stage_key(cfg.classifier_model, self.data_key, test, to_dict(tune_config), syn_key, precision)
             folder = self.folder / f"{method.name}-{key}"
             result = self.timed("classifier", method.name, folder, key, folder / RESULT_FILE,
-                                lambda: self.prompt_tune(tune_config, test, synthetic, folder))  # fmt: skip
+                                lambda: self.prompt_tune(tune_config, test, synthetic, folder), precision)  # fmt: skip
         else:
             settings = cfg.baseline_config(method.name, self.task, self.seed)
-            key = stage_key(cfg.classifier_model, self.data_key, test, method.name, to_dict(settings))
+            precision = stage_precision(settings)
+            key = stage_key(cfg.classifier_model, self.data_key, test, method.name, to_dict(settings), precision)
             folder = self.folder / f"{method.name}-{key}"
             result = self.timed("baseline", method.name, folder, key, folder / RESULT_FILE,
-                                lambda: self.baseline(method.name, settings, test, folder))  # fmt: skip
+                                lambda: self.baseline(method.name, settings, test, folder), precision)  # fmt: skip
         return self.record(method, result, folder, synthetic)
 
+    def untrained_settings(self) -> Any:
+        """The classifier section's options (its ``precision`` and ``device`` are those of the untrained methods)."""
+        return self.config.classifier_config(parse_method("pt"), self.seed)
+
     def evaluate(self, method: Method, test: str, folder: Path) -> dict[str, Any]:
-        """An untrained method (zero-shot, in-context) of the frozen classifier on this task and seed."""
+        """An untrained method (zero-shot, in-context) of the frozen classifier on this task and seed, in the
+        classifier section's precision and on its device."""
         from dawgen.classifier.evaluate import evaluate
 
-        cfg = self.config
+        cfg, settings = self.config, self.untrained_settings()
         loaded = load_model(cfg.classifier_model, trust_remote_code=cfg.trust_remote_code)
         train, _ = _kshot(cfg, self.task, self.seed)
         return evaluate(loaded, self.task, load_test(self.task, test), method=method.name, train=train, seed=self.seed,
-                        out_dir=folder, show_progress=self.show_progress)  # fmt: skip
+                        precision=settings.precision, device=settings.device, out_dir=folder,
+                        show_progress=self.show_progress)  # fmt: skip
 
     def prompt_tune(self, tune_config: Any, test: str, synthetic: Synthetic | None, folder: Path) -> dict[str, Any]:
         """Stage 3: prompt tuning on the real k-shot split (and the synthetic set, if any) of this task and seed."""
@@ -214,15 +240,27 @@ class SeedRun:
                         folder, self.show_progress)  # fmt: skip
 
     def record(self, method: Method, result: dict[str, Any], folder: Path, synthetic: Synthetic | None) -> dict:
-        """The line of results.json for one method of this task and seed."""
+        """The line of results.json for one method of this task and seed. ``compute`` is the precision and
+        machine kind of the run behind the scores (``precision_record``; None for a result written before
+        results recorded it), ``synthetic_compute`` that of the generation of its synthetic set."""
         relative = self.manifest.relative
         return {
             "task": self.task.name, "seed": self.seed, "method": method.name, "test": result["test"],
             "dev": result.get("dev"), "folder": relative(folder), "conflict_rate": result.get("conflict_rate"),
             "trainable_parameters": result.get("trainable_parameters"),
+            "compute": result.get("compute"),
             "generator": relative(synthetic.generator) if synthetic and synthetic.generator else None,
             "synthetic": relative(synthetic.path) if synthetic else None,
+            "synthetic_compute": _summary_compute(synthetic.path) if synthetic else None,
         }  # fmt: skip
+
+
+def _summary_compute(synthetic: Path) -> dict[str, Any] | None:
+    """The ``compute`` record of a synthetic set's generation summary (None where it has none)."""
+    try:
+        return json.loads(summary_path(synthetic).read_text(encoding="utf-8")).get("compute")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _saved_or(folder: Path, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -260,7 +298,8 @@ def _kshot(config: RunConfig, task: TaskSpec, seed: int) -> tuple[list, list]:
 
 
 def write_results(out: Path, config: RunConfig, records: list[dict[str, Any]]) -> None:
-    """``results.json`` (every record) and ``results.md`` (mean (std) over seeds), rewritten atomically."""
+    """``results.json`` (every record) and ``results.md`` (mean (std) over seeds, then the precision the
+    records ran in: one line, or one per precision where they differ), rewritten atomically."""
     tasks = [task.name for task in config.specs()]
     atomic_write_json(out / RESULTS_FILE, {"tasks": tasks, "seeds": config.seeds, "methods": config.methods,
                                            "records": records})  # fmt: skip
@@ -271,4 +310,5 @@ def write_results(out: Path, config: RunConfig, records: list[dict[str, Any]]) -
     lines = [f"Seeds {seeds}. {CELL_LEGEND}", ""]
     if config.uses_oracle():
         lines += [ORACLE_LEGEND, ""]
-    atomic_write_text(out / RESULTS_TABLE, "\n".join(lines + results_table(cells, config.methods, tasks)) + "\n")
+    lines += [*results_table(cells, config.methods, tasks), "", *precision_lines(records)]
+    atomic_write_text(out / RESULTS_TABLE, "\n".join(lines) + "\n")

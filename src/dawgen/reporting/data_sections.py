@@ -7,6 +7,7 @@ from pathlib import Path
 from statistics import fmean
 
 from dawgen.constants import TRAINING_PLOT
+from dawgen.models.precision import describe_record
 from dawgen.reporting.document import Block, Heading, Image, Table, Text
 from dawgen.reporting.figures import Series, plot_conflicts, plot_dev_curves
 from dawgen.reporting.run_data import RunData
@@ -115,6 +116,7 @@ def generators(data: RunData) -> list[Block]:
                 format_number(dev.get("dev_loss")),
                 format_number(dev.get("dev_discrimination"), "{:.1f}"),
                 format_number(result.get("train_seconds"), "{:.0f}"),
+                describe_record(result.get("compute")),
             ]
         )
     header = [
@@ -127,6 +129,7 @@ def generators(data: RunData) -> list[Block]:
         "dev LM loss",
         "dev discrimination %",
         "seconds",
+        "precision",
     ]
     blocks: list[Block] = [Heading(2, "Generator tuning"), Table(header, rows)]
     plots = [(rel, path / TRAINING_PLOT) for rel, path, _ in found if (path / TRAINING_PLOT).exists()]

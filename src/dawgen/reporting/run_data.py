@@ -2,9 +2,13 @@
 
 Layout written by ``dawgen run`` (paths in the JSON files are relative to the run folder)::
 
-    manifest.json   {"config", "versions", "git_commit", "device", "created", "stages": [...]}
+    manifest.json   {"config", "versions", "git_commit", "device", "cpu", "cpu_native_bf16", "created",
+                     "stages": [{"stage", "task", "seed", "name", "folder", "key", "seconds", "precision"}]}
     results.json    {"tasks", "seeds", "methods", "records": [{"task", "seed", "method", "test", "dev",
-                     "folder", "conflict_rate", "trainable_parameters", "generator", "synthetic"}]}
+                     "folder", "conflict_rate", "trainable_parameters", "compute", "generator", "synthetic",
+                     "synthetic_compute"}]}
+
+``compute`` and ``synthetic_compute`` are ``dawgen.models.precision.precision_record``s (older runs lack them).
 """
 
 from __future__ import annotations

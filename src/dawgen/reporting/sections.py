@@ -9,7 +9,16 @@ from typing import Any
 
 from dawgen.data.oracle import ORACLE, ORACLE_LABEL, ORACLE_LEGEND
 from dawgen.evaluation.metrics import aggregate, format_mean_std
-from dawgen.evaluation.tables import CELL_LEGEND, COLLAPSED_SHARE, collapsed, results_table, stat_cell
+from dawgen.evaluation.tables import (
+    CELL_LEGEND,
+    COLLAPSED_SHARE,
+    collapsed,
+    mixed_precision,
+    precision_lines,
+    record_precision,
+    results_table,
+    stat_cell,
+)
 from dawgen.reporting.document import Block, Bullets, Heading, Table, Text
 from dawgen.reporting.paper import paper_results
 from dawgen.reporting.run_data import OURS, PROMPT_TUNING, RunData
@@ -110,6 +119,7 @@ def overview(data: RunData) -> list[Block]:
     facts = [
         f"created: {manifest.get('created') or '-'}",
         f"device: {manifest.get('device') or '-'}",
+        f"CPU: {manifest.get('cpu') or '-'}; native bf16: {_yes_no(manifest.get('cpu_native_bf16'))}",
         f"git commit: {commit}",
         *facts,
     ]
@@ -121,6 +131,26 @@ def overview(data: RunData) -> list[Block]:
     if isinstance(versions, Mapping) and versions:
         blocks += [Heading(3, "Versions"), Table(["package", "version"], [[k, str(v)] for k, v in versions.items()])]
     return blocks + stage_times(manifest.get("stages") or [])
+
+
+def _yes_no(value: Any) -> str:
+    return "yes" if value is True else "no" if value is False else "-"
+
+
+def precision_blocks(records: Sequence[Mapping[str, Any]]) -> list[Block]:
+    """``precision_lines`` as report blocks: each line as text, a run of ``- `` lines as one list."""
+    blocks: list[Block] = []
+    items: list[str] = []
+    for line in [*precision_lines(records), ""]:
+        if line.startswith("- "):
+            items.append(line[2:])
+            continue
+        if items:
+            blocks.append(Bullets(items))
+            items = []
+        if line:
+            blocks.append(Text(line))
+    return blocks
 
 
 def stage_times(stages: Sequence[Mapping[str, Any]]) -> list[Block]:
@@ -141,8 +171,9 @@ def stage_times(stages: Sequence[Mapping[str, Any]]) -> list[Block]:
     listed = sorted(stages, key=lambda s: -(s.get("seconds") or 0))[:20] if len(stages) > MAX_STAGE_ROWS else stages
     if len(listed) < len(stages):
         blocks.append(Text(f"The {len(listed)} slowest of {len(stages)} stages:"))
-    columns = ("stage", "task", "seed", "name", "folder")
-    rows = [[str(s.get(k, "-")) for k in columns] + [format_seconds(s.get("seconds"))] for s in listed]
+    columns = ("stage", "task", "seed", "name", "folder", "precision")
+    rows = [["-" if s.get(k) is None else str(s[k]) for k in columns] + [format_seconds(s.get("seconds"))]
+            for s in listed]  # fmt: skip
     return [*blocks, Table([*columns, "wall time"], rows)]
 
 
@@ -199,14 +230,17 @@ def results(data: RunData) -> list[Block]:
     )
     if any(is_oracle(m) for m in methods):
         legend += f" {ORACLE_LEGEND}"
+    mixed = mixed_precision(data.records)
     blocks += [
         Text(legend),
         table,
+        *precision_blocks(data.records),
         Heading(3, "Per seed"),
         Text(
             "Test accuracy / balanced accuracy / top-label share (the share of the test predictions on the most "
             f"predicted label; `*`: at least {COLLAPSED:.0f}%, the classifier has collapsed); in brackets the share "
             "of paired steps whose gradients conflicted, where there is one."
+            + (" The records ran in different precisions: each cell says its own." if mixed else "")
         ),
     ]
     rows = []
@@ -214,7 +248,11 @@ def results(data: RunData) -> list[Block]:
         for seed in data.seeds:
             row = [task, str(seed)]
             for method in methods:
-                row.append(seed_cell(next((r for r in cells[method, task] if r["seed"] == seed), None)))
+                run = next((r for r in cells[method, task] if r["seed"] == seed), None)
+                cell = seed_cell(run)
+                if run is not None and mixed:
+                    cell += f" ({record_precision(run)})"
+                row.append(cell)
             if any(cell != "-" for cell in row[2:]):
                 rows.append(row)
     return [*blocks, Table(["task", "seed", *methods], rows)]

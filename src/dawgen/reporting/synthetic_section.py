@@ -8,6 +8,7 @@ from typing import Any
 
 from dawgen.data.oracle import ORACLE_LABEL
 from dawgen.data.synthetic import load_synthetic
+from dawgen.models.precision import describe_record
 from dawgen.reporting.document import Block, Bullets, Heading, Image, Table, Text
 from dawgen.reporting.run_data import RunData, SyntheticInfo
 from dawgen.reporting.sections import format_number, format_rate, get_path
@@ -138,7 +139,7 @@ def synthetic_data(data: RunData) -> list[Block]:
             )
             if filtered:
                 line += "; filtered: " + ", ".join(f"{k} {v}" for k, v in filtered.items())
-            blocks.append(Text(line))
+            blocks.append(Text(f"{line}; precision: {describe_record(summary.get('compute'))}"))
         quality = info.quality
         if quality:
             blocks.append(quality_table(quality))

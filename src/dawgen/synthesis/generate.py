@@ -25,7 +25,7 @@ from dawgen.config import to_dict
 from dawgen.data.sources import demo_task
 from dawgen.generator.artifacts import PROMPTS_FILE, TunedGenerator, load_generator
 from dawgen.models.loading import load_model
-from dawgen.models.precision import describe_precision, pick_device
+from dawgen.models.precision import describe_precision, pick_device, precision_record
 from dawgen.progress import progress_bar
 from dawgen.synthesis.config import GenerationConfig
 from dawgen.synthesis.plan import make_batches, plan_round, share
@@ -150,6 +150,7 @@ def generate_synthetic(
             "generator": {"path": str(generator_dir), "id": gen_id, "variant": generator.config.variant.value},
             "config": to_dict(config),
             "precision": describe_precision(device, maker.autocast_dtype),
+            "compute": precision_record(device, maker.autocast_dtype),
             "processes": state.num_processes,
             "rounds": rounds,
             "this_run": {

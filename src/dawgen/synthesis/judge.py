@@ -21,6 +21,7 @@ import torch
 from dawgen.data.example import Example
 from dawgen.data.sources import load_fewshot, load_test
 from dawgen.data.synthetic import load_synthetic
+from dawgen.models.precision import precision_record
 from dawgen.synthesis.embeddings import SentenceEncoder
 from dawgen.tasks.registry import get_task
 from dawgen.tasks.schema import TaskSpec
@@ -128,6 +129,8 @@ def label_consistency(
         "real_held_out": agreement(judge, held, held_out),
         "synthetic": {},
     }
+    if getattr(encoder, "device", None) is not None:
+        report["compute"] = precision_record(encoder.device, None)  # the MiniLM features, in fp32
     if few_shot:
         report["few_shot_trained"] = held_out_accuracy(labels, pair_features(encoder, few_shot), few_shot, held,
                                                        held_out)  # fmt: skip

@@ -19,6 +19,7 @@ from dawgen.constants import QUALITY_PLOT, QUALITY_REPORT
 from dawgen.data.example import Example
 from dawgen.data.sources import demo_dir, demo_task, load_fewshot
 from dawgen.data.synthetic import is_verbatim_copy, load_synthetic
+from dawgen.models.precision import precision_record
 from dawgen.synthesis.diversity import distinct_n, self_bleu, words
 from dawgen.synthesis.embeddings import SentenceEncoder
 from dawgen.synthesis.filters import word_overlap
@@ -195,6 +196,8 @@ def inspect_synthetic(
     encoder = SentenceEncoder() if embeddings else None
     report = {"task": spec.name, "synthetic_file": str(synthetic), "real": str(real), "seed": seed}
     report |= quality_report(syn, train, spec.labels, encoder=encoder, sample=sample, seed=seed)
+    if getattr(encoder, "device", None) is not None:
+        report["compute"] = precision_record(encoder.device, None)  # the MiniLM embeddings, in fp32
     if out is not None:
         from dawgen.synthesis.quality_plot import plot_quality
 
