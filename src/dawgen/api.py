@@ -27,6 +27,7 @@ from dawgen.tasks.schema import TaskSpec
 
 if TYPE_CHECKING:  # imported where used: the pipeline sits below this face
     from dawgen.pipeline import RunConfig
+    from dawgen.synthesis.export import ExportOutcome
 
 
 def prompt_tune(
@@ -197,3 +198,20 @@ def judge_synthetic(
     of a judge fitted on each set (and on the ``few_shot`` training split); JSON in ``out``."""
     return _judge_synthetic(synthetic, reference=reference, held_out=held_out, task=task, out=out, sample=sample,
                             few_shot=few_shot, seed=seed, k=k)  # fmt: skip
+
+
+def export_synthetic(
+    synthetic: str | Path, *, out: str | Path, format: str = "hf", task: str | TaskSpec | None = None,
+    push: str | None = None, private: bool = False, token: str | None = None, drop_copies: bool = False,
+) -> ExportOutcome:  # fmt: skip
+    """Export a synthetic set (dawgen's JSONL with its summary and ``quality.json`` when beside it, FewGen's
+    ``gen-train.json``, or an exported folder) into the new folder ``out`` as ``format``: ``hf`` (a typed
+    ``datasets.Dataset`` saved with ``save_to_disk``: ``ClassLabel`` labels in the task table's order, the
+    scalar metadata columns), ``csv`` (``train.csv``) or ``jsonl`` (``train.jsonl``), with a dataset card
+    ``README.md`` and ``provenance.json``: the generator, task, k-shot split and seed, generation options,
+    filter counts and quality numbers. ``task`` None: from the summary, else inferred from the path. ``push``:
+    also upload to that hub dataset repo. Every check runs before anything is written."""
+    from dawgen.synthesis.export import export_synthetic as _export_synthetic
+
+    return _export_synthetic(synthetic, out, fmt=format, task=task, push=push, private=private, token=token,
+                             drop_copies=drop_copies)  # fmt: skip

@@ -5,7 +5,9 @@ its result (the shape of a prompt-tuning result: ``method``, ``task``, ``model``
 ``trainable_parameters``, ``train_seconds``, ``config``, ...); ``BASELINES[name].config`` is its
 settings class (``dawgen.config.config_from_dict(BASELINES[name].config, options)``). Zero-shot and
 in-context prompting, which train nothing, are ``dawgen.classifier.evaluate.evaluate``; prompt tuning
-is ``dawgen.classifier.run.prompt_tune``.
+is ``dawgen.classifier.run.prompt_tune``. A baseline that ``uses_synthetic`` (``setfit+syn``) also takes
+``synthetic=PATH``, the synthetic set it adds to the real data; in a run it is the method
+``<name>+[<variant>+]syn`` and takes the options of ``options_from`` (``setfit``) under its own.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dawgen.baselines.ft import FTConfig, run_ft
 from dawgen.baselines.pft import PFTConfig, run_pft, run_pft_prompt
 from dawgen.baselines.ppt import PPTConfig, pretrain_prompt, run_ppt
 from dawgen.baselines.setfit import SetFitConfig, run_setfit
+from dawgen.baselines.setfit_syn import SetFitSynConfig, run_setfit_syn
 from dawgen.baselines.transfer import TransferConfig, load_source_prompt, run_transfer
 
 
@@ -29,6 +32,8 @@ class Baseline:
     config: type
     description: str
     uses_classifier: bool = True  # False: brings its own model (``loaded`` may be None)
+    uses_synthetic: bool = False  # True: also trains on a synthetic set (``synthetic=PATH``)
+    options_from: str | None = None  # in a run config, this baseline's options apply first
 
     def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return self.run(*args, **kwargs)
@@ -41,6 +46,9 @@ BASELINES: dict[str, Baseline] = {
     "transfer": Baseline(run_transfer, TransferConfig, "prompt tuning from another task's prompt (SPoT)"),
     "ppt": Baseline(run_ppt, PPTConfig, "prompt pre-trained on self-supervised pairs (PPT), then tuned"),
     "setfit": Baseline(run_setfit, SetFitConfig, "SetFit on all-MiniLM-L6-v2 (optional extra)", False),
+    "setfit+syn": Baseline(
+        run_setfit_syn, SetFitSynConfig, "SetFit on the real pairs plus a synthetic set", False, True, "setfit"
+    ),
 }
 
 __all__ = [
@@ -50,6 +58,7 @@ __all__ = [
     "PFTConfig",
     "PPTConfig",
     "SetFitConfig",
+    "SetFitSynConfig",
     "TransferConfig",
     "load_source_prompt",
     "pretrain_prompt",
@@ -58,5 +67,6 @@ __all__ = [
     "run_pft_prompt",
     "run_ppt",
     "run_setfit",
+    "run_setfit_syn",
     "run_transfer",
 ]

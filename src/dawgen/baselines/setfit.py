@@ -72,10 +72,14 @@ def run_setfit(
     config: SetFitConfig | None = None,
     out_dir: str | Path | None = None,
     show_progress: bool = True,
+    *,
+    method: str = "setfit",
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train SetFit on ``train`` and score ``dev`` and ``test``. ``loaded`` is not used (SetFit brings
     its body); it is there so every baseline is called alike. With ``out_dir``: ``metrics.jsonl``
-    (the contrastive loss as logged, then the dev scores) and ``result.json``."""
+    (the contrastive loss as logged, then the dev scores) and ``result.json``. ``method`` names the run in
+    its result (and its inputs' fingerprint); ``extra`` is added to the result (``setfit+syn``: its synthetic set)."""
     try:
         from setfit import SetFitModel, Trainer, TrainingArguments
     except ImportError as exc:
@@ -87,7 +91,7 @@ def run_setfit(
     missing = sorted(set(task.labels) - {example.label for example in train})
     if missing:
         raise ValueError(f"SetFit's head needs training examples of every label; none of {missing}")
-    inputs = inputs_fingerprint(body, task, train, dev, extra="setfit")
+    inputs = inputs_fingerprint(body, task, train, dev, extra=method)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and (out / RESULT_FILE).exists():
         saved = json.loads((out / RESULT_FILE).read_text())
@@ -124,7 +128,7 @@ def run_setfit(
     head = model.model_head
     head_size = int(head.coef_.size + head.intercept_.size) if hasattr(head, "coef_") else 0
     result = {
-        "method": "setfit",
+        "method": method,
         "task": task.name,
         "model": body,
         "family": "sentence-encoder",
@@ -137,6 +141,7 @@ def run_setfit(
         "dev": dev_metrics,
         "test": scores(test),
         "train_seconds": round(train_seconds, 1),
+        **(extra or {}),
     }
     if out is not None:
         steps = [

@@ -3,7 +3,7 @@
 One module per part of the workflow registers its commands on the shared ``app``.
 """
 
-from dawgen.cli import classifier, pipeline, synthesis  # noqa: F401  (registers the commands)
+from dawgen.cli import classifier, export, pipeline, synthesis  # noqa: F401  (registers the commands)
 from dawgen.cli.common import app
 
 __all__ = ["app"]

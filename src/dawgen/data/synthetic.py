@@ -6,8 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dawgen.data.dataset_folder import load_synthetic_examples
 from dawgen.data.example import Example
-from dawgen.data.readers import load_split
 from dawgen.tasks.schema import TaskSpec
 
 
@@ -26,9 +26,10 @@ def is_verbatim_copy(example: Example) -> bool:
 
 
 def load_synthetic(task: TaskSpec, path: str | Path, *, drop_copies: bool = True) -> SyntheticSet:
-    """Read a synthetic set (``text_a``/``text_b``/``label`` JSONL, or FewGen's ``text1``/``text2``/
-    ``label`` JSON list), check its labels against ``task``, and drop verbatim copies."""
-    examples = load_split(task, Path(path))
+    """Read a synthetic set (``text_a``/``text_b``/``label`` JSONL, FewGen's ``text1``/``text2``/``label``
+    JSON list, or a dataset folder written by ``dawgen export``: a ``save_to_disk`` folder or one holding
+    ``train.jsonl``/``train.csv``), check its labels against ``task``, and drop verbatim copies."""
+    examples = load_synthetic_examples(task, path)
     kept = [e for e in examples if not is_verbatim_copy(e)] if drop_copies else examples
     counts = Counter(e.label for e in kept)
     return SyntheticSet(kept, len(examples) - len(kept), {label: counts[label] for label in task.labels})

@@ -28,9 +28,11 @@ class RunConfig:
     file is ``<data>/<task>/<test_file of the task table>`` and its pool is the data root's (the demo
     task brings its own). ``test_files`` names a task's test set outright (a file or ``hf:NAME``).
     ``generator``, ``generation``, ``classifier`` and ``baselines`` (one mapping per baseline method)
-    hold the options of stages 1, 2 and 3 (see ``dawgen tune-generator --help`` etc.). ``oracle`` holds
-    the options of the ``oracle+<strategy>`` methods, which train on pool rows with their **gold labels**
-    (``dawgen.data.oracle.OracleConfig``: ``pool``, the labelled pool; by default the run's pool).
+    hold the options of stages 1, 2 and 3 (see ``dawgen tune-generator --help`` etc.); a ``setfit+...+syn``
+    method takes the ``setfit`` options, then its own (e.g. ``setfit+syn: {synthetic_per_label: 200}``; with
+    ``synthetic_file`` it trains on that file, ``{task}``/``{seed}``/``{k}`` filled in, and needs no generator).
+    ``oracle`` holds the options of the ``oracle+<strategy>`` methods, which train on pool rows with their
+    **gold labels** (``dawgen.data.oracle.OracleConfig``: ``pool``, the labelled pool; by default the run's pool).
     """
 
     tasks: list[str] = field(default_factory=list)
@@ -68,7 +70,7 @@ class RunConfig:
             if given:
                 raise ConfigError(f"run config: '{stage}' must not set {given}: the run sets them per seed/method")
         self.parsed_methods()  # unknown names fail now, not hours into the run
-        unused = sorted(set(self.baselines) - set(self.methods))
+        unused = sorted(set(self.baselines) - set(self.methods) - self._inherited_baselines())
         if unused:
             raise ConfigError(f"run config: 'baselines' has options for {unused}, which are not among the methods")
         self.oracle_config()
@@ -91,9 +93,28 @@ class RunConfig:
         return [parse_method(name) for name in self.methods]
 
     def variants(self) -> list[Variant]:
-        """The generators the methods need, in a fixed order."""
-        needed = {m.variant for m in self.parsed_methods() if m.variant is not None}
+        """The generators the methods need, in a fixed order (none for a method given a ``synthetic_file``)."""
+        methods = self.parsed_methods()
+        needed = {m.variant for m in methods if m.variant is not None and not self.external_synthetic(m)}
         return [v for v in Variant if v in needed]
+
+    def _inherited_baselines(self) -> set[str]:
+        """The baselines whose options other methods take first (``setfit`` for ``setfit+...+syn``)."""
+        from dawgen.baselines import BASELINES
+
+        methods = [m for m in self.parsed_methods() if m.kind is MethodKind.BASELINE and m.baseline]
+        return {BASELINES[m.baseline].options_from for m in methods} - {None}
+
+    def baseline_options(self, name: str) -> dict[str, Any]:
+        """The options of baseline method ``name``: those of the baseline it takes options from, then its own."""
+        from dawgen.baselines import BASELINES
+
+        inherited = BASELINES[parse_method(name).baseline or name].options_from
+        return {**(self.baselines.get(inherited, {}) if inherited else {}), **self.baselines.get(name, {})}
+
+    def external_synthetic(self, method: Method) -> bool:
+        """Whether baseline ``method`` trains on a ``synthetic_file`` of its options rather than the run's set."""
+        return method.kind is MethodKind.BASELINE and bool(self.baseline_options(method.name).get("synthetic_file"))
 
     def uses_oracle(self) -> bool:
         return any(m.oracle for m in self.parsed_methods())
@@ -122,14 +143,14 @@ class RunConfig:
         return config_from_dict(PromptTuneConfig, options, "run config: classifier")
 
     def baseline_config(self, name: str, task: TaskSpec, seed: int) -> Any:
-        """The settings of baseline ``name``; ``{task}`` in its text options becomes the task's name
-        (e.g. ``ppt: {pool: data/{task}/pool/train.json}``)."""
+        """The settings of baseline method ``name``; ``{task}``, ``{seed}`` and ``{k}`` in its text options become
+        the task's name, the seed and k (e.g. ``ppt: {pool: data/{task}/pool/train.json}``)."""
         from dawgen.baselines import BASELINES
 
-        options = {
-            k: v.format(task=task.name) if isinstance(v, str) else v for k, v in self.baselines.get(name, {}).items()
-        }
-        return config_from_dict(BASELINES[name].config, {**options, "seed": seed}, f"run config: baselines.{name}")
+        fill = {"task": task.name, "seed": seed, "k": self.k}
+        options = {k: v.format(**fill) if isinstance(v, str) else v for k, v in self.baseline_options(name).items()}
+        baseline = BASELINES[parse_method(name).baseline or name]
+        return config_from_dict(baseline.config, {**options, "seed": seed}, f"run config: baselines.{name}")
 
     def test_file(self, task: TaskSpec) -> str:
         if task.name in self.test_files:

@@ -10,7 +10,9 @@ Grammar (one name per method of a results table):
 - ``oracle+<combine>[+surgery]``: the same, with the "synthetic" set drawn from the task's pool with its
   **gold labels** (``dawgen.data.oracle``): the ceiling a perfect generator would reach in that budget;
 - ``ours``: ``dawgen+paired+surgery``, the paper's method;
-- the baselines of ``dawgen.baselines`` by their names (``ft``, ``pft``, ...).
+- the baselines of ``dawgen.baselines`` by their names (``ft``, ``pft``, ...);
+- ``setfit+[<generator>+]syn``: the SetFit baseline on the real data plus the synthetic set of that generator
+  (``setfit+syn`` = ``setfit+dawgen+syn``), or of an external ``synthetic_file``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from dawgen.generator.config import Variant
 OURS = "ours"
 OURS_RECIPE = "dawgen+paired+surgery"
 SURGERY = "surgery"
+SYN = "syn"  # the last part of a baseline trained with a synthetic set: setfit+[<generator>+]syn
+DEFAULT_SYN_VARIANT = Variant.DAWGEN  # setfit+syn = setfit+dawgen+syn
 
 
 class MethodKind(StrEnum):
@@ -45,6 +49,7 @@ class Method:
     combine: Combine = Combine.REAL
     surgery: bool = False
     oracle: bool = False  # trains on gold-labelled pool rows in place of a generator's samples
+    baseline: str | None = None  # the key of ``dawgen.baselines.BASELINES`` a BASELINE method runs
 
     @property
     def needs_synthetic(self) -> bool:
@@ -65,14 +70,39 @@ def baseline_names() -> tuple[str, ...]:
     return tuple(BASELINES)
 
 
+def synthetic_baseline_names() -> tuple[str, ...]:
+    """The baselines that also train on a synthetic set (``setfit+syn``; empty when that package is absent)."""
+    try:
+        from dawgen.baselines import BASELINES
+    except ImportError:
+        return ()
+    return tuple(name for name, baseline in BASELINES.items() if baseline.uses_synthetic)
+
+
+def _synthetic_baseline(name: str) -> Method | None:
+    """``<baseline>+[<generator>+]syn`` as a ``Method`` (None when ``name`` is not of that form)."""
+    parts = name.split("+")
+    if len(parts) not in (2, 3) or parts[-1] != SYN or f"{parts[0]}+{SYN}" not in synthetic_baseline_names():
+        return None
+    variants = [v.value for v in Variant]
+    if len(parts) == 3 and parts[1] not in variants:
+        choices = f"{parts[0]}+<{'|'.join(variants)}>+{SYN}"
+        raise ConfigError(f"method {name!r}: {parts[1]!r} is not a generator; use {choices}")
+    variant = Variant(parts[1]) if len(parts) == 3 else DEFAULT_SYN_VARIANT
+    return Method(name, MethodKind.BASELINE, variant, baseline=f"{parts[0]}+{SYN}")
+
+
 def parse_method(name: str) -> Method:
     """``name`` as a ``Method``; a name outside the grammar raises ``ConfigError`` listing the choices."""
     if name in {m.value for m in EvalMethod} - {EvalMethod.PROMPT.value}:
         return Method(name, MethodKind.UNTRAINED)
     if name == "pt":
         return Method(name, MethodKind.PROMPT_TUNING)
+    synthetic_baseline = _synthetic_baseline(name)
+    if synthetic_baseline is not None:
+        return synthetic_baseline
     if name in baseline_names():
-        return Method(name, MethodKind.BASELINE)
+        return Method(name, MethodKind.BASELINE, baseline=name)
     parts = (OURS_RECIPE if name == OURS else name).split("+")
     variants, combines = [v.value for v in Variant], [c.value for c in Combine if c is not Combine.REAL]
     sources = [*variants, ORACLE]
@@ -87,4 +117,5 @@ def parse_method(name: str) -> Method:
         f"unknown method {name!r}; choose zero-shot, in-context, pt, {OURS}, "
         f"<{'|'.join(sources)}>+<{'|'.join(combines)}>[+surgery]"
         + (f", or a baseline: {', '.join(baseline_names())}" if baseline_names() else "")
+        + "".join(f", {name.removesuffix(SYN)}<{'|'.join(variants)}>+{SYN}" for name in synthetic_baseline_names())
     )

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dawgen.config import to_dict
+from dawgen.config import ConfigError, to_dict
 from dawgen.constants import GENERATOR_DIR, QUALITY_REPORT, RESULT_FILE, RESULTS_FILE, RESULTS_TABLE, SYNTHETIC_FILE
 from dawgen.data.fingerprint import inputs_fingerprint
 from dawgen.data.oracle import ORACLE, ORACLE_LEGEND, SAMPLING_VERSION
@@ -193,10 +193,14 @@ class SeedRun:
         else:
             settings = cfg.baseline_config(method.name, self.task, self.seed)
             precision = stage_precision(settings)
-            key = stage_key(cfg.classifier_model, self.data_key, test, method.name, to_dict(settings), precision)
+            parts = [cfg.classifier_model, self.data_key, test, method.name, to_dict(settings), precision]
+            if method.needs_synthetic:  # setfit+syn: the synthetic set is an input too
+                parts.append(synthetic.key if synthetic else content_key(settings.synthetic_file))
+            key = stage_key(*parts)
             folder = self.folder / f"{method.name}-{key}"
             result = self.timed("baseline", method.name, folder, key, folder / RESULT_FILE,
-                                lambda: self.baseline(method.name, settings, test, folder), precision)  # fmt: skip
+                                lambda: self.baseline(method, settings, test, folder, synthetic),
+                                precision)  # fmt: skip
         return self.record(method, result, folder, synthetic)
 
     def untrained_settings(self) -> Any:
@@ -226,31 +230,36 @@ class SeedRun:
         return prompt_tune(loaded, self.task, train, dev, synthetic=syn, test=load_test(self.task, test),
                            config=tune_config, out_dir=folder, show_progress=self.show_progress).result  # fmt: skip
 
-    def baseline(self, name: str, settings: Any, test: str, folder: Path) -> dict[str, Any]:
-        """A baseline of ``dawgen.baselines`` on this task and seed (a finished run is read back)."""
+    def baseline(
+        self, method: Method, settings: Any, test: str, folder: Path, synthetic: Synthetic | None = None
+    ) -> dict[str, Any]:
+        """A baseline of ``dawgen.baselines`` on this task and seed (a finished run is read back); one that
+        uses a synthetic set gets the run's (``synthetic``), unless its settings name a ``synthetic_file``."""
         from dawgen.baselines import BASELINES
 
-        baseline, cfg = BASELINES[name], self.config
+        baseline, cfg = BASELINES[method.baseline or method.name], self.config
+        extra = {"synthetic": synthetic.path if synthetic else None} if baseline.uses_synthetic else {}
         loaded = None
         if baseline.uses_classifier:
             loaded = load_model(cfg.classifier_model, trust_remote_code=cfg.trust_remote_code)
         train, dev = _kshot(cfg, self.task, self.seed)
         test_examples = load_test(self.task, test)
         return baseline(loaded, self.task, train, dev, test_examples, settings,
-                        folder, self.show_progress)  # fmt: skip
+                        folder, self.show_progress, **extra)  # fmt: skip
 
     def record(self, method: Method, result: dict[str, Any], folder: Path, synthetic: Synthetic | None) -> dict:
         """The line of results.json for one method of this task and seed. ``compute`` is the precision and
         machine kind of the run behind the scores (``precision_record``; None for a result written before
         results recorded it), ``synthetic_compute`` that of the generation of its synthetic set."""
         relative = self.manifest.relative
+        external = result.get("synthetic") if isinstance(result.get("synthetic"), dict) else None
         return {
             "task": self.task.name, "seed": self.seed, "method": method.name, "test": result["test"],
             "dev": result.get("dev"), "folder": relative(folder), "conflict_rate": result.get("conflict_rate"),
             "trainable_parameters": result.get("trainable_parameters"),
             "compute": result.get("compute"),
             "generator": relative(synthetic.generator) if synthetic and synthetic.generator else None,
-            "synthetic": relative(synthetic.path) if synthetic else None,
+            "synthetic": relative(synthetic.path) if synthetic else external["path"] if external else None,
             "synthetic_compute": _summary_compute(synthetic.path) if synthetic else None,
         }  # fmt: skip
 
@@ -261,6 +270,19 @@ def _summary_compute(synthetic: Path) -> dict[str, Any] | None:
         return json.loads(summary_path(synthetic).read_text(encoding="utf-8")).get("compute")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def content_key(path: str | Path | None) -> str | None:
+    """A short hash of a file's bytes, or of every file in a folder (an external synthetic set)."""
+    if path is None or not Path(path).exists():
+        return None
+    root = Path(path)
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(str(file.relative_to(root) if root.is_dir() else file.name).encode() + b"\x00")
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _saved_or(folder: Path, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -274,6 +296,7 @@ def run_pipeline(config: RunConfig, show_progress: bool = True) -> list[dict[str
         config.test_file(task)  # a missing test set fails now, not after hours of training
         if config.uses_oracle():
             config.oracle_pool(task)
+        _check_synthetic_files(config, task)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = Manifest.open(out, to_dict(config))
@@ -287,9 +310,21 @@ def run_pipeline(config: RunConfig, show_progress: bool = True) -> list[dict[str
             if config.uses_oracle():
                 synthetic[ORACLE] = run.oracle()
             for method in config.parsed_methods():
-                records.append(run.method(method, synthetic.get(method.source)))
+                own = None if config.external_synthetic(method) else synthetic.get(method.source)
+                records.append(run.method(method, own))
                 write_results(out, config, records)  # a stopped run still shows what it finished
     return records
+
+
+def _check_synthetic_files(config: RunConfig, task: TaskSpec) -> None:
+    """Every ``synthetic_file`` of a baseline method (``setfit+syn``) exists, for every seed."""
+    for method in config.parsed_methods():
+        if config.external_synthetic(method):
+            for seed in config.seeds:
+                path = config.baseline_config(method.name, task, seed).synthetic_file
+                if not Path(path).exists():
+                    raise ConfigError(f"baselines.{method.name}: synthetic_file {path} (task {task.name}, "
+                                      f"seed {seed}) not found")  # fmt: skip
 
 
 def _kshot(config: RunConfig, task: TaskSpec, seed: int) -> tuple[list, list]:

@@ -1,0 +1,636 @@
+"""``dawgen export``: a synthetic set as a Hugging Face dataset, CSV or JSON Lines, with a dataset card.
+
+The input is any set ``load_synthetic`` reads (dawgen's JSONL, FewGen's ``gen-train.json``, an exported
+folder). Beside a dawgen set its ``<stem>.summary.json`` (generation) and ``quality.json`` (``inspect-synthetic``)
+are read when present, and in a ``dawgen run`` folder the run's ``manifest.json``, so the card can say where
+the set came from: the generator model and variant, its key and folder, the task, the k-shot split and
+seed, the generation options, the filter counts and the quality headline numbers.
+
+The output folder (written through a temporary sibling renamed into place, so it is whole or absent):
+
+- ``hf``: a ``datasets.Dataset`` saved with ``save_to_disk`` (``text_a``, ``text_b`` strings, ``label`` a
+  ``ClassLabel`` with the task's label names in the task table's order, then the scalar metadata columns);
+- ``csv`` / ``jsonl``: ``train.csv`` / ``train.jsonl``, the label as its name;
+
+and in every case ``README.md`` (a dataset card: YAML header with ``dataset_info`` and ``configs`` as the
+hub expects, then Markdown) and ``provenance.json`` (the card's facts as JSON). ``push`` uploads the folder
+to the hub (``Dataset.push_to_hub`` for ``hf``, then the card).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dawgen.config import ConfigError
+from dawgen.constants import GENERATOR_DIR, MANIFEST_FILE, QUALITY_REPORT, RESULT_FILE
+from dawgen.data.dataset_folder import read_synthetic_table, task_columns
+from dawgen.data.example import DataError, Example
+from dawgen.data.oracle import ORACLE_LABEL
+from dawgen.data.readers import Table, examples_from_table
+from dawgen.data.synthetic import is_verbatim_copy
+from dawgen.tasks.schema import TaskSpec
+from dawgen.utils.io import atomic_dir
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+FORMATS = ("hf", "csv", "jsonl")
+CARD_FILE = "README.md"
+PROVENANCE_FILE = "provenance.json"
+DATA_FILES = {"hf": "data/train-*", "csv": "train.csv", "jsonl": "train.jsonl"}  # hf: the layout push_to_hub writes
+TEXT_COLUMNS = ("text_a", "text_b", "label")
+GENERATOR_SETTINGS = "generator.json"
+PAPER = "Guo, Du, Li, Miao: Generating Synthetic Datasets for Few-shot Prompt Tuning (COLM 2024)"
+
+
+class ExportError(ValueError):
+    """An export that cannot be done as asked (shown as one line by the CLI)."""
+
+
+@dataclass
+class ExportOutcome:
+    """A finished export: the folder, its files, the provenance recorded in the card, the hub URL if pushed."""
+
+    path: Path
+    format: str
+    files: list[str]
+    provenance: dict[str, Any]
+    url: str | None = None
+
+
+@dataclass
+class SourceSet:
+    """The rows of a synthetic set: examples and their scalar metadata columns (name -> (dtype, values))."""
+
+    examples: list[Example]
+    metadata: dict[str, tuple[str, list[Any]]]
+    left_out: list[str]  # metadata columns that are not one scalar type (lists, mappings, mixed types)
+    verbatim_copies: int
+    dropped_copies: int
+    columns: list[str]  # of the file as read
+
+
+# ---------------------------------------------------------------- reading the set and its metadata
+
+
+def _cell_values(table: Table) -> list[dict[str, Any]]:
+    if not table.delimited:
+        return [dict(record.values or {}) for record in table.records]
+    rows = []
+    for record in table.records:  # CSV/TSV cells are strings; an empty cell is a missing value
+        fields = record.fields or []
+        rows.append(
+            {name: (value if value != "" else None) for name, value in zip(table.columns, fields, strict=False)}
+        )
+    return rows
+
+
+def _dtype(values: Sequence[Any]) -> str | None:
+    """The ``datasets`` dtype of a metadata column, or None when it is not one scalar type."""
+    kinds = {type(value) for value in values if value is not None}
+    if not kinds:
+        return None
+    if kinds == {bool}:
+        return "bool"
+    if kinds == {int}:
+        return "int64"
+    if kinds <= {int, float}:
+        return "float64"
+    if kinds == {str}:
+        return "string"
+    return None
+
+
+def read_source(task: TaskSpec, path: str | Path, *, drop_copies: bool = False) -> SourceSet:
+    """The validated examples of a synthetic set and its scalar metadata columns, row by row."""
+    table = read_synthetic_table(path)
+    columns = task_columns(task, table)
+    examples = examples_from_table(table, columns=columns, labels=task.labels, pair=task.pair)
+    rows = _cell_values(table)
+    copies = [is_verbatim_copy(example) for example in examples]
+    keep = [not (drop_copies and copy) for copy in copies]
+    used = {columns.text_a, columns.text_b, columns.label, *TEXT_COLUMNS}
+    names = [name for name in dict.fromkeys(key for row in rows for key in row) if name not in used]
+    found: dict[str, tuple[str, list[Any]]] = {}
+    left_out = []
+    for name in names:
+        values = [row.get(name) for row, kept in zip(rows, keep, strict=True) if kept]
+        dtype = _dtype(values)
+        if dtype is None:
+            left_out.append(name)
+        else:
+            found[name] = (dtype, [float(v) if dtype == "float64" and v is not None else v for v in values])
+    kept_examples = [example for example, kept in zip(examples, keep, strict=True) if kept]
+    dropped = len(examples) - len(kept_examples)
+    return SourceSet(kept_examples, found, left_out, sum(copies), dropped, list(table.columns))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def summary_of(path: Path) -> tuple[Path | None, dict[str, Any] | None]:
+    """``<stem>.summary.json`` beside a synthetic file (None where there is none)."""
+    if path.is_dir():
+        return None, None
+    candidate = path.with_name(f"{path.stem}.summary.json")
+    summary = _read_json(candidate) if candidate.is_file() else None
+    return (candidate, summary) if summary is not None else (None, None)
+
+
+def quality_of(path: Path) -> tuple[Path | None, dict[str, Any] | None]:
+    """``quality.json`` in the set's folder, if it reports on this file."""
+    candidate = (path if path.is_dir() else path.parent) / QUALITY_REPORT
+    report = _read_json(candidate) if candidate.is_file() else None
+    if report is None:
+        return None, None
+    named = report.get("synthetic_file")
+    if named and not path.is_dir() and Path(named).name != path.name:
+        return None, None  # the report of another file in the same folder
+    return candidate, report
+
+
+def resolve_export_task(path: Path, task: str | TaskSpec | None, summary: dict[str, Any] | None) -> TaskSpec:
+    """``task``, else the task named by the summary, else the one ``inspect-synthetic`` infers from the path."""
+    from dawgen.data.sources import demo_task
+    from dawgen.tasks.registry import BUILTIN_TASKS, get_task
+
+    named = summary.get("task") if summary else None
+    if task is not None:
+        spec = task if isinstance(task, TaskSpec) else get_task(task)
+    elif named == demo_task().name:
+        spec = demo_task()
+    elif named in BUILTIN_TASKS:
+        spec = BUILTIN_TASKS[named]
+    else:
+        from dawgen.synthesis.quality import infer_task
+
+        spec = infer_task(path)
+    if named and named != spec.name:
+        raise ExportError(f"{path}: its summary says it was generated for task {named!r}, not {spec.name!r}")
+    return spec
+
+
+# ---------------------------------------------------------------- provenance
+
+
+def _locate(recorded: str | None, synthetic: Path) -> Path | None:
+    """A folder recorded in a summary: as written (from here), or in the run layout beside the set's folder."""
+    if not recorded:
+        return None
+    path = Path(recorded)
+    candidates = [path, synthetic.parent.parent / path.parent.name / path.name]
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+def _folder_key(folder: Path | None, prefix: str) -> str | None:
+    """The stage key in a run folder's name: ``<prefix>-<variant>-<key>`` or ``<prefix>-<key>``."""
+    if folder is None or not folder.name.startswith(f"{prefix}-"):
+        return None
+    return folder.name.rsplit("-", 1)[-1]
+
+
+def _manifest(path: Path) -> tuple[Path | None, dict[str, Any] | None]:
+    for parent in list(path.resolve().parents)[:4]:
+        found = _read_json(parent / MANIFEST_FILE) if (parent / MANIFEST_FILE).is_file() else None
+        if found is not None:
+            return parent, found
+    return None, None
+
+
+def generator_provenance(path: Path, summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The generator of a dawgen set: model, variant, content id, folder, run key, settings, kept epoch."""
+    if not summary or not isinstance(summary.get("generator"), dict):
+        return None
+    recorded = summary["generator"]
+    folder = _locate(recorded.get("path"), path)
+    settings = _read_json(folder / GENERATOR_SETTINGS) if folder else None
+    result = _read_json(folder.parent / RESULT_FILE) if folder and folder.name == GENERATOR_DIR else None
+    model = (summary.get("settings") or {}).get("model") or (settings or {}).get("base_model")
+    return {
+        "model": model,
+        "variant": recorded.get("variant") or (settings or {}).get("variant"),
+        "id": recorded.get("id"),
+        "folder": recorded.get("path"),
+        "run_key": _folder_key(folder.parent if folder else Path(recorded.get("path") or ".").parent, "generator"),
+        "config": (settings or {}).get("config"),
+        "kept": (settings or {}).get("info"),
+        "precision": (result or {}).get("precision"),
+    }
+
+
+def kshot_provenance(path: Path, generator: dict[str, Any] | None, summary: dict[str, Any] | None) -> dict[str, Any]:
+    """The k-shot split the set was made from: k, seed and data, from the run's manifest, the generator's
+    settings, the oracle's summary, or the folder name of a FewGen set (``<k>-<seed>``)."""
+    found: dict[str, Any] = {"k": None, "seed": None, "data": None, "from": None}
+    run, manifest = _manifest(path)
+    seed_folder = next((p.name for p in path.resolve().parents if re.fullmatch(r"seed-\d+", p.name)), None)
+    if manifest is not None and seed_folder is not None:
+        config = manifest.get("config") or {}
+        found |= {"k": config.get("k"), "seed": int(seed_folder[5:]), "data": config.get("data")}
+        found["from"] = f"run manifest {run / MANIFEST_FILE}"
+    elif generator and isinstance(generator.get("config"), dict) and "seed" in generator["config"]:
+        found |= {"seed": generator["config"]["seed"], "from": "generator settings (split seed = tuning seed)"}
+    elif summary and summary.get("source") == ORACLE_LABEL:
+        found |= {"seed": summary.get("seed"), "from": "oracle summary (k-shot rows of every seed removed)"}
+    else:
+        match = next((re.fullmatch(r"(\d+)-(\d+)", p.name) for p in [path.parent] if not path.is_dir()), None)
+        if match:
+            found |= {"k": int(match[1]), "seed": int(match[2]), "from": f"folder name {path.parent.name}"}
+    return found
+
+
+def quality_headline(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The quality report's headline numbers: sizes, balance, diversity against the real set, copies, embeddings."""
+    if not report:
+        return None
+    diversity = report.get("diversity") or {}
+    copies = report.get("copies") or {}
+    embeddings = (report.get("embeddings") or {}).get("per_label") or {}
+    return {
+        "size": report.get("size"),
+        "real": report.get("real"),
+        "seed": report.get("seed"),
+        "max_over_min": (report.get("label_balance") or {}).get("max_over_min"),
+        "diversity_size_matched": diversity.get("synthetic_size_matched"),
+        "diversity_real": diversity.get("real"),
+        "verbatim_rate": copies.get("verbatim_rate"),
+        "near_copy_rate": copies.get("near_copy_rate"),
+        "centroid_cosine": {label: v.get("centroid_cosine") for label, v in embeddings.items()} or None,
+        "mmd2_rbf": {label: v.get("mmd2_rbf") for label, v in embeddings.items()} or None,
+    }
+
+
+def source_kind(path: Path, summary: dict[str, Any] | None, table_columns: Sequence[str]) -> str:
+    if path.is_dir():
+        return "dataset folder"
+    if summary and summary.get("source") == ORACLE_LABEL:
+        return "oracle (gold-labelled pool sample)"
+    if summary and "generator" in summary:
+        return "dawgen synthetic JSONL"
+    if "text1" in table_columns or path.name == "gen-train.json":
+        return "FewGen gen-train.json"
+    return "labelled file"
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def build_provenance(path: Path, task: TaskSpec, source: SourceSet, fmt: str, kind: str) -> dict[str, Any]:
+    """Every fact the card records, as plain JSON values."""
+    summary_file, summary = summary_of(path)
+    quality_file, report = quality_of(path)
+    generator = generator_provenance(path, summary)
+    counts = Counter(example.label for example in source.examples)
+    generation = None
+    if summary and "generator" in summary:
+        settings = summary.get("settings") or {}
+        generation = {
+            "config": summary.get("config"), "pool": settings.get("pool"), "precision": summary.get("precision"),
+            "processes": summary.get("processes"), "rounds": summary.get("rounds"),
+        }  # fmt: skip
+    filters = None
+    if summary and "attempted" in summary:
+        filters = {key: summary.get(key) for key in ("target_per_label", "attempted", "written", "filters", "labels")}
+    return {
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "exported_with": {"dawgen": _version("dawgen"), "datasets": _version("datasets")},
+        "format": fmt,
+        "source": {
+            "path": str(path),
+            "kind": kind,
+            "summary": str(summary_file) if summary_file else None,
+            "quality": str(quality_file) if quality_file else None,
+            "synthetic_key": _folder_key(path.parent, "synthetic"),
+        },
+        "task": {"name": task.name, "labels": list(task.labels), "pair": task.pair},
+        "rows": len(source.examples),
+        "per_label": {label: counts[label] for label in task.labels},
+        "verbatim_copies": source.verbatim_copies,
+        "dropped_copies": source.dropped_copies,
+        "metadata_columns": {name: dtype for name, (dtype, _) in source.metadata.items()},
+        "left_out_columns": source.left_out,
+        "generator": generator,
+        "kshot": kshot_provenance(path, generator, summary),
+        "generation": generation,
+        "filters": filters,
+        "oracle": summary if summary and summary.get("source") == ORACLE_LABEL else None,
+        "quality": quality_headline(report),
+    }
+
+
+# ---------------------------------------------------------------- the dataset and its card
+
+
+def build_dataset(task: TaskSpec, source: SourceSet) -> Dataset:
+    """The set as a typed ``datasets.Dataset`` (label ids in the task table's order), with its split info."""
+    from datasets import ClassLabel, Dataset, Features, Value
+    from datasets.splits import SplitDict, SplitInfo
+
+    features: dict[str, Any] = {"text_a": Value("string")}
+    data: dict[str, list[Any]] = {"text_a": [e.text_a for e in source.examples]}
+    if task.pair:
+        features["text_b"] = Value("string")
+        data["text_b"] = [e.text_b for e in source.examples]
+    features["label"] = ClassLabel(names=list(task.labels))
+    data["label"] = [task.label_index(e.label) for e in source.examples]
+    for name, (dtype, values) in source.metadata.items():
+        features[name], data[name] = Value(dtype), values
+    dataset = Dataset.from_dict(data, features=Features(features), split="train")
+    size = dataset.data.nbytes
+    dataset.info.splits = SplitDict({"train": SplitInfo("train", num_bytes=size, num_examples=len(dataset))})
+    dataset.info.dataset_size = size
+    return dataset
+
+
+def _rows(task: TaskSpec, source: SourceSet) -> list[dict[str, Any]]:
+    """The rows of the csv/jsonl files: the texts, the label name, the metadata."""
+    rows = []
+    for i, example in enumerate(source.examples):
+        row: dict[str, Any] = {"text_a": example.text_a}
+        if task.pair:
+            row["text_b"] = example.text_b
+        row["label"] = example.label
+        row.update({name: values[i] for name, (_, values) in source.metadata.items()})
+        rows.append(row)
+    return rows
+
+
+def write_csv(path: Path, task: TaskSpec, source: SourceSet) -> None:
+    rows = _rows(task, source)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+
+
+def write_jsonl(path: Path, task: TaskSpec, source: SourceSet) -> None:
+    lines = (
+        json.dumps({k: v for k, v in row.items() if v is not None}, ensure_ascii=False) for row in _rows(task, source)
+    )
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+def _size_category(rows: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if rows < limit:
+            return name
+    return "1M<n<10M"
+
+
+def card_header(dataset: Dataset, provenance: dict[str, Any], fmt: str) -> str:
+    """The card's YAML header: name, tags, ``dataset_info`` (features and split) and ``configs`` (data files)."""
+    from datasets.info import DatasetInfosDict
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCardData
+
+    data = DatasetCardData(
+        pretty_name=pretty_name(provenance), task_categories=["text-classification"],
+        size_categories=[_size_category(provenance["rows"])], tags=["synthetic", "dawgen", "few-shot"],
+    )  # fmt: skip
+    DatasetInfosDict({"default": dataset.info}).to_dataset_card_data(data)
+    files = [{"split": "train", "path": DATA_FILES[fmt]}]
+    MetadataConfigs({"default": {"data_files": files}}).to_dataset_card_data(data)
+    return data.to_yaml()
+
+
+def pretty_name(provenance: dict[str, Any]) -> str:
+    generator = provenance["generator"] or {}
+    made_by = f"{generator['variant']} generator" if generator.get("variant") else provenance["source"]["kind"]
+    return f"Synthetic {provenance['task']['name']} ({made_by})"
+
+
+def _code(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return f"`{text}`" if value is not None else "-"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def card_markdown(provenance: dict[str, Any], fmt: str) -> str:
+    """The card's Markdown: what the set is, where it came from, its rows and columns, how to load it."""
+    task, generator, kshot = provenance["task"], provenance["generator"], provenance["kshot"]
+    labels = ", ".join(f"`{label}` ({i})" for i, label in enumerate(task["labels"]))
+    rows: list[tuple[str, str]] = [
+        ("task", f"{task['name']} ({'sentence pair' if task['pair'] else 'single sentence'}; labels {labels})"),
+        ("source", f"{_code(provenance['source']['path'])} ({provenance['source']['kind']})"),
+    ]
+    if provenance["source"]["synthetic_key"]:
+        rows.append(("synthetic-set key", _code(provenance["source"]["synthetic_key"])))
+    if generator:
+        rows += [
+            ("generator model", _code(generator["model"])),
+            ("generator variant", generator["variant"] or "-"),
+            ("generator id", f"{_code(generator['id'])} (content hash of its label prompts)"),
+            ("generator folder", f"{_code(generator['folder'])} (run key {_code(generator['run_key'])})"),
+        ]
+        if generator.get("config"):
+            options = ("epochs", "learning_rate", "num_prompt_tokens", "lambda_dist", "seed")
+            chosen = {k: generator["config"][k] for k in options if k in generator["config"]}
+            rows.append(("generator tuning", ", ".join(f"{k} {v}" for k, v in chosen.items())))
+    if any(kshot[key] is not None for key in ("k", "seed", "data")):
+        parts = [f"k = {kshot['k']}" if kshot["k"] is not None else None,
+                 f"seed {kshot['seed']}" if kshot["seed"] is not None else None,
+                 f"data {_code(kshot['data'])}" if kshot["data"] else None]  # fmt: skip
+        rows.append(("k-shot split", ", ".join(p for p in parts if p) + f" (from the {kshot['from']})"))
+    generation = provenance["generation"]
+    if generation and generation.get("config"):
+        config = generation["config"]
+        options = ("per_label", "decoding", "top_p", "temperature", "max_new_tokens", "repetition_penalty",
+                   "copy_threshold", "dedup", "label_consistency", "top_up_rounds", "seed")  # fmt: skip
+        rows.append(("generation", ", ".join(f"{k} {config[k]}" for k in options if k in config)))
+        if generation.get("pool"):
+            rows.append(("first-sentence pool", f"{_code(generation['pool'][0])} ({generation['pool'][1]} sentences)"))
+    filters = provenance["filters"]
+    if filters:
+        rejected = ", ".join(f"{reason} {n}" for reason, n in (filters.get("filters") or {}).items() if n) or "none"
+        counts = f"{filters['attempted']} attempted, {filters['written']} written"
+        rows.append(
+            ("generated / kept", f"{counts} (target {filters['target_per_label']} per label); rejected: {rejected}")
+        )
+    oracle = provenance["oracle"]
+    if oracle:
+        removed = ", ".join(f"{k} {v}" for k, v in (oracle.get("removed") or {}).items())
+        rows.append(("oracle sample", f"{oracle.get('written')} gold-labelled pool rows of {oracle.get('pool_rows')}; "
+                                      f"removed: {removed}"))  # fmt: skip
+    copies = f"{provenance['verbatim_copies']} verbatim copies (second sentence = first)"
+    if provenance["dropped_copies"]:
+        copies += ", dropped from this export"
+    elif provenance["verbatim_copies"]:
+        copies += ", kept (dawgen's loaders drop them when training)"
+    else:
+        copies = "no verbatim copies (second sentence = first)"
+    rows.append(("rows", f"{provenance['rows']}; {copies}" if task["pair"] else str(provenance["rows"])))
+    quality = provenance["quality"]
+    if quality:
+        matched, real = quality.get("diversity_size_matched") or {}, quality.get("diversity_real") or {}
+        line = (
+            f"distinct-2 {_num(matched.get('distinct_2'))} (real {_num(real.get('distinct_2'))}), self-BLEU "
+            f"{_num(matched.get('self_bleu'))} (real {_num(real.get('self_bleu'))}) at the real set's size; "
+            f"label max/min {quality.get('max_over_min') or '-'}"
+        )
+        if quality.get("verbatim_rate") is not None:
+            line += f"; copies {_pct(quality['verbatim_rate'])} verbatim, {_pct(quality.get('near_copy_rate'))} near"
+        if quality.get("centroid_cosine"):
+            cosines = ", ".join(f"{label} {_num(v)}" for label, v in quality["centroid_cosine"].items())
+            line += f"; MiniLM centroid cosine with the real label: {cosines}"
+        rows.append(("quality (against the real k-shot set)", line))
+    table = ["| | |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)]
+    per_label = ["| label | id | rows |", "|---|---|---|"]
+    per_label += [f"| `{label}` | {i} | {provenance['per_label'][label]} |" for i, label in enumerate(task["labels"])]
+    from_pool = task["pair"] and provenance["generation"] is not None
+    columns = ["- `text_a`: the first sentence" + (" (from the pool of first sentences)" if from_pool else "")]
+    if task["pair"]:
+        columns.append("- `text_b`: the second sentence" + (" (generated)" if provenance["oracle"] is None else ""))
+    columns.append("- `label`: " + ("a `ClassLabel`" if fmt == "hf" else "the label name; a `ClassLabel` in the "
+                                    "features above") + f" with names {', '.join(task['labels'])}")  # fmt: skip
+    columns += [f"- `{name}` ({dtype})" for name, dtype in provenance["metadata_columns"].items()]
+    if provenance["left_out_columns"]:
+        columns.append(f"- left out (not one scalar type): {', '.join(provenance['left_out_columns'])}")
+    load = {
+        "hf": 'from datasets import load_from_disk\n\ndataset = load_from_disk("THIS_FOLDER")  # on the hub: '
+              'load_dataset("REPO", split="train")',
+        "csv": 'from datasets import load_dataset\n\ndataset = load_dataset("THIS_FOLDER", split="train")',
+        "jsonl": 'from datasets import load_dataset\n\ndataset = load_dataset("THIS_FOLDER", split="train")',
+    }[fmt]  # fmt: skip
+    return "\n".join([
+        f"# {pretty_name(provenance)}", "",
+        f"A label-conditioned synthetic training set for few-shot classification, exported by dawgen "
+        f"(after {PAPER}). Every fact below is also in `{PROVENANCE_FILE}`.", "",
+        "## Provenance", "", *table, "",
+        "## Rows per label", "", *per_label, "",
+        "## Columns", "", *columns, "",
+        "## Loading", "", "```python", load, "```", "",
+        "As training data for dawgen: `dawgen prompt-tune ... --synthetic THIS_FOLDER` (or `synthetic_file` of "
+        "the `setfit+syn` baseline).", "",
+    ])  # fmt: skip
+
+
+def card_text(dataset: Dataset, provenance: dict[str, Any], fmt: str) -> str:
+    header = card_header(dataset, provenance, fmt).rstrip("\n")
+    return f"---\n{header}\n---\n\n{card_markdown(provenance, fmt)}"
+
+
+# ---------------------------------------------------------------- the hub
+
+
+def check_push(repo: str) -> None:
+    """Refuse a ``push`` that cannot work before anything is written: a bad repo id, or offline mode."""
+    import huggingface_hub.constants
+    from huggingface_hub.utils import validate_repo_id
+
+    validate_repo_id(repo)  # a ValueError naming the problem
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        raise ExportError(f"--push {repo} needs the Hugging Face hub, but offline mode is on (HF_HUB_OFFLINE)")
+
+
+def push_export(folder: Path, repo: str, fmt: str, dataset: Dataset, *, private: bool, token: str | None) -> str:
+    """Upload an export to the dataset repo ``repo`` (created if needed); returns its URL.
+
+    ``hf``: ``Dataset.push_to_hub`` (parquet under ``data/``), then the card and provenance over the README
+    it writes; ``csv``/``jsonl``: the folder as it is."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    message = "dawgen export"
+    try:
+        if fmt == "hf":
+            dataset.push_to_hub(repo, private=private, token=token, commit_message=message)
+            api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="dataset", commit_message=message,
+                              allow_patterns=[CARD_FILE, PROVENANCE_FILE])  # fmt: skip
+        else:
+            api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
+            api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="dataset", commit_message=message)
+    except Exception as exc:  # network, authentication, permissions: one line, the local export stays
+        raise ExportError(
+            f"push to {repo} failed ({type(exc).__name__}: {exc}); the export in {folder} is complete"
+        ) from None
+    return f"https://huggingface.co/datasets/{repo}"
+
+
+# ---------------------------------------------------------------- the whole export
+
+
+def check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} is a file; give a folder that does not exist yet (or an empty one)")
+    if out.is_dir() and any(out.iterdir()):
+        raise ExportError(f"--out {out} exists and is not empty; choose another folder or remove it")
+
+
+def export_synthetic(
+    synthetic: str | Path, out: str | Path, *, fmt: str = "hf", task: str | TaskSpec | None = None,
+    push: str | None = None, private: bool = False, token: str | None = None, drop_copies: bool = False,
+) -> ExportOutcome:  # fmt: skip
+    """Export a synthetic set (see the module) into the folder ``out``; every check runs before anything
+    is written, and the folder appears whole or not at all. ``push``: also upload it to that hub dataset repo."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    path, out = Path(synthetic), Path(out)
+    if not path.exists():
+        raise DataError("file not found", path=path)
+    check_out(out)
+    if push is not None:
+        check_push(push)
+    _, summary = summary_of(path)
+    spec = resolve_export_task(path, task, summary)
+    source = read_source(spec, path, drop_copies=drop_copies)
+    if not source.examples:
+        raise DataError("no rows left to export (every row is a verbatim copy)", path=path)
+    kind = source_kind(path, summary, source.columns)
+    provenance = build_provenance(path, spec, source, fmt, kind)
+    dataset = build_dataset(spec, source)
+    with _quiet_datasets(), atomic_dir(out) as tmp:
+        if fmt == "hf":
+            dataset.save_to_disk(str(tmp))
+        elif fmt == "csv":
+            write_csv(tmp / DATA_FILES["csv"], spec, source)
+        else:
+            write_jsonl(tmp / DATA_FILES["jsonl"], spec, source)
+        (tmp / CARD_FILE).write_text(card_text(dataset, provenance, fmt), encoding="utf-8")
+        (tmp / PROVENANCE_FILE).write_text(
+            json.dumps(provenance, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    url = push_export(out, push, fmt, dataset, private=private, token=token) if push is not None else None
+    return ExportOutcome(out, fmt, files, provenance, url)
+
+
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """``datasets``' progress bars off while writing, as they were afterwards."""
+    import datasets
+
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
