@@ -9,15 +9,17 @@ import typer
 from rich.table import Table
 from transformers.utils import logging as transformers_logging
 
+from dawgen.cli.errors import OneLineErrors, print_error
 from dawgen.config import ConfigError, load_yaml
 from dawgen.data.example import DataError
 from dawgen.models.loading import ModelLoadError
-from dawgen.progress import console
 from dawgen.tasks import TaskError
 
 transformers_logging.disable_progress_bar()  # dawgen draws its own progress bars
 transformers_logging.set_verbosity_error()
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, cls=OneLineErrors
+)
 
 # errors caused by what the user gave: shown as one line, exit code 2
 USER_ERRORS = (ConfigError, DataError, TaskError, ModelLoadError, FileNotFoundError, ValueError)
@@ -64,7 +66,7 @@ def split_run_options(
 
 
 def fail(exc: Exception) -> None:
-    console.print(f"[bold red]error:[/] {exc}")
+    print_error(str(exc))
     raise typer.Exit(code=2)
 
 

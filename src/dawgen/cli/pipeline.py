@@ -93,8 +93,11 @@ def demo_command(
     tune a DawGen generator, generate, and compare prompt tuning on real data with ours."""
     from dawgen import api
 
-    records = api.demo(out)
-    report = api.report(out)
+    try:
+        records = api.demo(out)
+        report = api.report(out)
+    except USER_ERRORS as exc:
+        fail(exc)
     console.print(results_by_method(records))
     console.print(f"report: [bold]{report}[/]")
 

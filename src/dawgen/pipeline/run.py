@@ -18,10 +18,11 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from dawgen.config import to_dict
+from dawgen.config import ConfigError, to_dict
 from dawgen.constants import GENERATOR_DIR, QUALITY_REPORT, RESULT_FILE, RESULTS_FILE, RESULTS_TABLE, SYNTHETIC_FILE
 from dawgen.data.fingerprint import inputs_fingerprint
 from dawgen.data.sources import load_fewshot, load_test
@@ -122,10 +123,13 @@ class SeedRun:
         cfg = self.config
         test = cfg.test_file(self.task)
         if method.kind is MethodKind.UNTRAINED:
-            key = stage_key(cfg.classifier_model, self.data_key, test, method.name)
+            settings = cfg.untrained_config(method.name)  # in-context's demonstrations per label; zero-shot: None
+            options = () if settings is None else (to_dict(settings),)
+            key = stage_key(cfg.classifier_model, self.data_key, test, method.name, *options)
             folder = self.folder / f"{method.name}-{key}"
+            evaluate = partial(self.evaluate, method, settings, test, folder)
             result = self.timed("evaluation", method.name, folder, key, folder / RESULT_FILE,
-                                lambda: _saved_or(folder, lambda: self.evaluate(method, test, folder)))  # fmt: skip
+                                lambda: _saved_or(folder, evaluate))  # fmt: skip
         elif method.kind is MethodKind.PROMPT_TUNING:
             tune_config = cfg.classifier_config(method, self.seed)
             syn_key = synthetic.key if synthetic else None
@@ -141,15 +145,17 @@ class SeedRun:
                                 lambda: self.baseline(method.name, settings, test, folder))  # fmt: skip
         return self.record(method, result, folder, synthetic)
 
-    def evaluate(self, method: Method, test: str, folder: Path) -> dict[str, Any]:
+    def evaluate(self, method: Method, settings: Any, test: str, folder: Path) -> dict[str, Any]:
         """An untrained method (zero-shot, in-context) of the frozen classifier on this task and seed."""
         from dawgen.classifier.evaluate import evaluate
 
         cfg = self.config
         loaded = load_model(cfg.classifier_model, trust_remote_code=cfg.trust_remote_code)
         train, _ = _kshot(cfg, self.task, self.seed)
+        per_label = getattr(settings, "demonstrations_per_label", None)
         return evaluate(loaded, self.task, load_test(self.task, test), method=method.name, train=train, seed=self.seed,
-                        out_dir=folder, show_progress=self.show_progress)  # fmt: skip
+                        demonstrations_per_label=per_label, out_dir=folder,
+                        show_progress=self.show_progress)  # fmt: skip
 
     def prompt_tune(self, tune_config: Any, test: str, synthetic: Synthetic | None, folder: Path) -> dict[str, Any]:
         """Stage 3: prompt tuning on the real k-shot split (and the synthetic set, if any) of this task and seed."""
@@ -194,9 +200,13 @@ def _saved_or(folder: Path, work: Callable[[], dict[str, Any]]) -> dict[str, Any
 
 def run_pipeline(config: RunConfig, show_progress: bool = True) -> list[dict[str, Any]]:
     """Every task x seed x method of ``config``; writes the run folder and returns the results records."""
-    for task in config.specs():
-        config.test_file(task)  # a missing test set fails now, not after hours of training
+    for task in config.specs():  # missing or bad data fails now, before the run folder exists
+        load_test(task, config.test_file(task))
+        for seed in config.seeds:
+            _kshot(config, task, seed)
     out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file; give a run folder")
     out.mkdir(parents=True, exist_ok=True)
     manifest = Manifest.open(out, to_dict(config))
     manifest.save()
