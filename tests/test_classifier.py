@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from peft import PeftModel
@@ -16,6 +17,7 @@ from dawgen.classifier.adapter import load_prompt, save_prompt
 from dawgen.classifier.batching import bucketed_order, collate
 from dawgen.classifier.config import PromptTuneConfig
 from dawgen.classifier.encoding import TaskEncoder
+from dawgen.classifier.in_context import sample_demonstrations
 from dawgen.classifier.run import prompt_tune
 from dawgen.classifier.scorer import VerbalizerScorer
 from dawgen.classifier.train import PromptTrainer
@@ -25,6 +27,7 @@ from dawgen.models.loading import load_model
 from dawgen.models.precision import machine_record
 from dawgen.models.soft_prompt import insert_soft_prompt
 from dawgen.tasks import Family, get_task
+from dawgen.tasks.schema import render
 
 FAMILIES = [Family.DECODER, Family.SEQ2SEQ, Family.MASKED]
 RTE = get_task("RTE")
@@ -61,6 +64,36 @@ def test_truncation_keeps_the_answer_slot(scorer):
     assert len(encoded.input_ids) <= scorer.encoder.max_length
     if scorer.family is Family.DECODER:
         assert scorer.encoder.tokenizer.decode(encoded.input_ids).rstrip().endswith("Answer:")
+
+
+def test_demonstrations_that_do_not_fit_are_dropped_not_the_example(scorer):
+    """In-context prompting with more demonstrations than max_length holds: the farthest are dropped, the
+    test example stays whole and its answer slot is kept; when all fit, they all stand in front."""
+    encoder = TaskEncoder(RTE, scorer.encoder.tokenizer, scorer.family, max_length=160)
+    query = RTE_PAIRS[0]
+    alone = encoder.encode(query)
+    rng = np.random.default_rng(0)
+    demonstrations = sample_demonstrations(EXAMPLES, RTE.labels, None, rng)  # every example of each label: 8 + 8
+    assert len(demonstrations) == 16
+    assert all({d.label for d in demonstrations[i : i + 2]} == set(RTE.labels) for i in range(0, 16, 2))
+    encoded = encoder.encode(query, demonstrations)
+    assert len(encoded.input_ids) <= encoder.max_length and 0 < encoded.demonstrations < 16
+    tail = encoder._token_ids(encoder.render_demonstration(demonstrations[-1]))  # the nearest one is kept
+    assert len(tail) < len(encoded.input_ids)
+    if scorer.family is Family.DECODER:  # the example itself is whole, right before the answer slot
+        assert encoded.input_ids[-len(alone.input_ids) + 1 :] == alone.input_ids[1:]
+        assert encoder.tokenizer.decode(encoded.input_ids).rstrip().endswith("Answer:")
+    if scorer.family is Family.MASKED:
+        assert encoded.input_ids[encoded.answer_index] == encoder.tokenizer.mask_token_id
+    two = demonstrations[-2:]
+    prefix = "".join(encoder.render_demonstration(d) + "\n\n" for d in two)
+    expected = encoder._token_ids(prefix + render(encoder.template, query.text_a, query.text_b, encoder.answer_slot))
+    fitted = encoder.encode(query, two)
+    assert fitted.input_ids == expected and fitted.demonstrations == 2
+    with pytest.raises(ValueError, match="needs 9 training example"):
+        sample_demonstrations(EXAMPLES, RTE.labels, 9, rng)
+    with pytest.raises(ValueError, match="at least 1"):
+        sample_demonstrations(EXAMPLES, RTE.labels, 0, rng)
 
 
 def test_padding_does_not_change_scores(scorer):
@@ -189,8 +222,22 @@ def test_three_labels_and_label_smoothing(tiny_model_dirs):
     scorer = VerbalizerScorer(loaded, SICK, max_length=64, precision="fp32", device="cpu")
     examples = [Example("A dog runs.", label, "An animal moves.") for label in SICK.labels] * 2
     trainer = PromptTrainer(scorer, small_config(label_smoothing=0.1, max_steps=2, eval_every=1))
-    trainer.train(scorer.encoder.encode_all(examples), scorer.encoder.encode_all(examples))
-    assert trainer.state.best_dev["dev_accuracy"] >= 0
+    items = scorer.encoder.encode_all(examples)
+    # the smoothed loss is the cross-entropy against (1 - 0.1) one-hot + 0.1 / 3 everywhere
+    logits = scorer.label_logits(scorer.collate(items, trainer.num_virtual_tokens), trainer.prompt)
+    target = torch.full((len(items), 3), 0.1 / 3)
+    target[torch.arange(len(items)), [item.label for item in items]] += 0.9
+    smoothed = -(target * logits.log_softmax(-1)).sum(-1).mean()
+    torch.testing.assert_close(trainer.loss(items), smoothed)
+    best = trainer.train(items, items)
+    dev = trainer.state.best_dev
+    correct = dev["dev_accuracy"] * len(items) / 100  # accuracy is k / 6 in percent
+    assert abs(correct - round(correct)) < 1e-6 and 0 <= round(correct) <= len(items)
+    assert [record["step"] for record in trainer.state.history] == [1, 2]
+    assert max(record["dev_accuracy"] for record in trainer.state.history) == dev["dev_accuracy"]
+    again = trainer.evaluate(items, best)  # the kept prompt scores what was recorded for it
+    assert again["accuracy"] == pytest.approx(dev["dev_accuracy"])
+    assert again["loss"] == pytest.approx(dev["dev_loss"], rel=1e-5)
 
 
 def test_encoder_rejects_label_words_sharing_a_token(tiny_model_dirs):

@@ -71,12 +71,15 @@ def test_prompt_tune_flags_override_the_yaml(tuned_run):
 
 @pytest.mark.parametrize("method", ["zero-shot", "in-context", "prompt"])
 def test_evaluate_methods(method, tiny, tuned_run, tmp_path):
-    extra = {"in-context": ["--data", str(DEMO)], "prompt": ["--adapter", str(tuned_run / ADAPTER_DIR)]}
+    extra = {"in-context": ["--data", str(DEMO), "--demonstrations-per-label", "2"],
+             "prompt": ["--adapter", str(tuned_run / ADAPTER_DIR)]}  # fmt: skip
     invoke("evaluate", "--task", TASK, "--test", TEST, "--model", tiny, "--method", method, "--out", str(tmp_path),
            "--precision", "fp32", *extra.get(method, []))  # fmt: skip
     result = json.loads((tmp_path / RESULT_FILE).read_text())
     assert result["method"] == method and result["test_size"] == 150
     assert result["compute"]["precision"] == "fp32" and result["compute"]["device"] == "cpu"  # --precision fp32
+    if method == "in-context":
+        assert result["demonstrations_per_label"] == 2 and 0 < result["demonstrations_mean"] <= 4
     assert len((tmp_path / PREDICTIONS_FILE).read_text().splitlines()) == 150
 
 

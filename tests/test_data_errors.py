@@ -95,6 +95,18 @@ def test_invalid_utf8_names_the_row(tmp_path: Path) -> None:
     fails(path, row=2, says="not valid UTF-8: byte 0xe9 on line 3")
 
 
+@pytest.mark.parametrize("suffix", [".tsv", ".csv"])
+def test_a_binary_file_names_the_header_not_row_0(tmp_path: Path, suffix: str) -> None:
+    """Rows count from 1 everywhere: a bad byte in a header (e.g. a binary file) says so, not "row 0"."""
+    error = fails(write(tmp_path / f"a{suffix}", b"\x89PNG\r\n\x1a\n\x00\x00"), says="byte 0x89 on line 1 (the header)")
+    assert "row 0" not in str(error)
+
+
+def test_bad_quote_in_a_csv_header_names_the_header(tmp_path: Path) -> None:
+    error = fails(write(tmp_path / "a.csv", '"text,label\nfine,yes\n'), says="bad CSV in the header")
+    assert "row 0" not in str(error)
+
+
 def test_invalid_utf8_in_jsonl_names_the_line(tmp_path: Path) -> None:
     path = write(tmp_path / "a.jsonl", b'{"text": "a", "label": "yes"}\n{"text": "\xff", "label": "no"}\n')
     fails(path, row=2, says="not valid UTF-8")
@@ -157,7 +169,8 @@ def test_header_without_rows(tmp_path: Path) -> None:
 
 def test_duplicate_header_names(tmp_path: Path) -> None:
     path = write(tmp_path / "a.csv", "text,label,text\na,yes,b\n")
-    fails(path, row=0, field="text", says="duplicate column name 'text' in the header")
+    error = fails(path, field="text", says="duplicate column name 'text' in the header (line 1)")
+    assert "row 0" not in str(error)
 
 
 def test_unsupported_suffix(tmp_path: Path) -> None:

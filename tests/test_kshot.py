@@ -154,3 +154,26 @@ def test_save_and_load_round_trip(tmp_path: Path, task: str) -> None:
     assert train.read_text().startswith("text_a\ttext_b\tlabel\n")
     assert load_kshot_folder(spec, tmp_path / "16-13") == split
     assert KShotSplit(read_examples(train), read_examples(dev)) == split
+
+
+def test_user_task_kshot_file_names_are_used_in_a_data_root(tmp_path: Path) -> None:
+    """A user task's ``kshot_files`` name the files looked for in ``<root>/<TASK>/k-shot/<k>-<seed>/``."""
+    from dawgen.data.sources import demo_dir, load_fewshot
+    from dawgen.tasks import get_task
+
+    demo = demo_dir()
+    task_file = tmp_path / "custom.yaml"
+    text = (demo / "task.yaml").read_text().replace("name: demo-nli", "name: custom-nli")
+    task_file.write_text(text + "kshot_files: {train: train_custom.tsv}\n")  # dev keeps its default name
+    task = get_task(str(task_file))
+    assert task.kshot_files == {"train": "train_custom.tsv", "dev": "dev.tsv"}
+    split_dir = tmp_path / "root" / "custom-nli" / "k-shot" / "16-13"
+    split_dir.mkdir(parents=True)
+    (split_dir / "train_custom.tsv").write_text((demo / "train.tsv").read_text())
+    (split_dir / "dev.tsv").write_text((demo / "dev.tsv").read_text())
+    split = load_fewshot(task, tmp_path / "root", seed=13)
+    assert split == load_kshot_folder(task, split_dir)
+    assert len(split.train) == len(split.dev) == 32
+    assert find_kshot_folder(tmp_path / "root", task, 16, 13) == split_dir
+    with pytest.raises(DataError, match=r"looked for train_custom\.tsv"):
+        load_fewshot(task, tmp_path / "root", seed=21)

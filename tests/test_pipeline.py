@@ -274,3 +274,24 @@ def test_records_results_and_manifest_say_their_precision(reference):
     line = "precision: " + describe_record(pt["compute"])
     assert line in (reference / RESULTS_TABLE).read_text().splitlines()
     assert line.startswith("precision: bf16 autocast (CPU " if TEST_PRECISION == "bf16" else "precision: fp32 (CPU ")
+
+
+def test_in_context_takes_its_demonstrations_per_label_from_the_run_config(tiny_decoder_dir, tmp_path):
+    out = tmp_path / "run"
+    two = {"in-context": {"demonstrations_per_label": 2}}
+    run_cli(write_config(tmp_path, tiny_decoder_dir, methods=["zero-shot", "in-context"], baselines=two), out)
+    zero_shot, in_context = results(out)
+    saved = json.loads((out / in_context["folder"] / "result.json").read_text())
+    assert saved["method"] == "in-context" and saved["demonstrations_per_label"] == 2
+    assert 0 < saved["demonstrations_mean"] <= 4 and saved["test_size"] == 32
+    assert saved["max_length"] == 256  # the tiny model's positions: demonstrations beyond them are dropped
+    # the default is k (the whole k-shot training split); a new setting is a new stage, zero-shot stays cached
+    output = run_cli(write_config(tmp_path, tiny_decoder_dir, methods=["zero-shot", "in-context"]), out).output
+    assert output.count("(cached)") == 1
+    again = results(out)[1]
+    assert again["folder"] != in_context["folder"] and results(out)[0]["folder"] == zero_shot["folder"]
+    default = json.loads((out / again["folder"] / "result.json").read_text())
+    assert default["demonstrations_per_label"] == 16 and default["demonstrations_mean"] >= 1
+    with pytest.raises(ConfigError, match=r"baselines\.zero-shot: zero-shot takes no options"):
+        config_from_dict(RunConfig, {"tasks": ["RTE"], "data": "x", "methods": ["zero-shot"],
+                                     "baselines": {"zero-shot": {"demonstrations_per_label": 2}}})  # fmt: skip

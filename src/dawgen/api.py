@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dawgen.classifier.config import PromptTuneConfig
-from dawgen.classifier.evaluate import EvalMethod
+from dawgen.classifier.evaluate import EvalMethod, check_method_inputs, eval_method
 from dawgen.classifier.evaluate import evaluate as _evaluate
+from dawgen.classifier.in_context import check_demonstrations_per_label
 from dawgen.classifier.run import TuneOutcome
 from dawgen.classifier.run import prompt_tune as _prompt_tune
-from dawgen.config import config_from_dict, load_yaml
+from dawgen.config import ConfigError, config_from_dict, load_yaml
 from dawgen.data.sources import DEMO_TASK_FILE, demo_dir, load_fewshot, load_test
 from dawgen.data.synthetic import load_synthetic
 from dawgen.generator.config import GeneratorConfig
@@ -30,6 +31,18 @@ if TYPE_CHECKING:  # imported where used: the pipeline sits below this face
     from dawgen.synthesis.export import ExportOutcome
 
 
+def _check_out(out: str | Path | None, *, folder: bool) -> None:
+    """An output path that cannot be written as asked (a file where a folder goes, or the reverse) fails
+    before any work is done."""
+    if out is None:
+        return
+    path = Path(out)
+    if folder and path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {path}: is a file; give a folder")
+    if not folder and path.is_dir():
+        raise ConfigError(f"--out {path}: is a folder; give a file name")
+
+
 def prompt_tune(
     *,
     task: str | TaskSpec,
@@ -46,6 +59,7 @@ def prompt_tune(
 ) -> TuneOutcome:
     """Prompt-tune ``model`` on the k-shot split in ``data`` (seed = ``tune_config.seed``),
     with a ``synthetic`` set (verbatim copies dropped) combined as ``tune_config.combine`` says."""
+    _check_out(out, folder=True)
     spec = get_task(task)
     config = tune_config or PromptTuneConfig()
     split = load_fewshot(spec, data, seed=config.seed, k=k)
@@ -68,21 +82,28 @@ def evaluate(
     data: str | Path | None = None,
     seed: int = 13,
     k: int = 16,
-    demonstrations_per_label: int = 1,
+    demonstrations_per_label: int | None = None,
     precision: str = "auto",
     device: str = "auto",
     out: str | Path | None = None,
     trust_remote_code: bool = False,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate zero-shot, in-context (demonstrations from the k-shot train split of ``data``),
-    or with a tuned PEFT adapter (``adapter``: a soft prompt, prefixes or LoRA; ``method`` prompt or adapter)."""
+    """Evaluate zero-shot, in-context (``demonstrations_per_label`` examples of every label, default
+    ``k``, from the k-shot train split of ``data``), or with a tuned PEFT adapter (``adapter``: a soft
+    prompt, prefixes or LoRA; ``method`` prompt or adapter). The inputs are checked before the model is loaded."""
+    _check_out(out, folder=True)
     spec = get_task(task)
+    method = eval_method(method)
+    check_method_inputs(method, adapter, data is not None)
+    check_demonstrations_per_label(demonstrations_per_label)
+    test_examples = load_test(spec, test)
     train = load_fewshot(spec, data, seed=seed, k=k).train if data is not None else []
     loaded = load_model(model, trust_remote_code=trust_remote_code)
+    per_label = k if demonstrations_per_label is None else demonstrations_per_label
     return _evaluate(
-        loaded, spec, load_test(spec, test), method=EvalMethod(method), adapter=adapter, train=train,
-        demonstrations_per_label=demonstrations_per_label, seed=seed, precision=precision, device=device,
+        loaded, spec, test_examples, method=method, adapter=adapter, train=train,
+        demonstrations_per_label=per_label, seed=seed, precision=precision, device=device,
         out_dir=out, show_progress=show_progress,
     )  # fmt: skip
 
@@ -139,6 +160,7 @@ def tune_generator(
     """Stage 1: tune per-label soft prompts of the causal LM ``model`` on the k-shot split in ``data``
     (seed = ``generator_config.seed``), as ``generator_config.variant`` says (plain, fewgen, dawgen).
     The tuned generator is ``outcome.generator``, saved under ``out/generator`` when ``out`` is given."""
+    _check_out(out, folder=True)
     spec = get_task(task)
     config = generator_config or GeneratorConfig()
     split = load_fewshot(spec, data, seed=config.seed, k=k)
@@ -164,6 +186,7 @@ def generate_synthetic(
     ``<stem>.rejected.jsonl``). Pair tasks take first sentences from ``pool`` (a file, a data root or
     ``hf:NAME``; the demo task has its own). Resumes an interrupted run; under ``accelerate launch`` every
     process takes a share of the batches."""
+    _check_out(out, folder=False)
     return _generate_synthetic(
         generator, out, generation_config, pool=pool, pool_column=pool_column, task=task, model=model,
         show_progress=show_progress,
@@ -184,6 +207,7 @@ def inspect_synthetic(
     """Quality of a synthetic set (dawgen's or FewGen's) against the k-shot training split in ``real``:
     label balance, copies, distinct-1/2, self-BLEU, lengths and MiniLM embedding similarity; written
     as ``quality.json`` and ``quality.png`` into ``out`` when given."""
+    _check_out(out, folder=True)
     return _inspect_synthetic(synthetic, real, task=task, seed=seed, k=k, out=out, sample=sample, embeddings=embeddings)
 
 
@@ -196,6 +220,7 @@ def judge_synthetic(
     real ``reference`` pairs (e.g. a task's pool with its gold labels), its accuracy on the real
     ``held_out`` pairs, how often it agrees with each synthetic set's labels, and the held-out accuracy
     of a judge fitted on each set (and on the ``few_shot`` training split); JSON in ``out``."""
+    _check_out(out, folder=False)
     return _judge_synthetic(synthetic, reference=reference, held_out=held_out, task=task, out=out, sample=sample,
                             few_shot=few_shot, seed=seed, k=k)  # fmt: skip
 

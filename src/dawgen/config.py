@@ -73,8 +73,21 @@ def read_yaml(path: str | Path, error: type[ValueError] = ConfigError, what: str
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise error(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder, not a {what}") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x}); save the file as UTF-8") from None
     except yaml.YAMLError as exc:
-        raise error(f"{path}: not valid YAML: {exc}") from None
+        raise error(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong and where (1-based line and column)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}" + (f" ({context})" if context else "")
 
 
 EXTENDS = "extends"
@@ -100,6 +113,8 @@ def load_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     parent_path = (path.parent / parent).resolve()
     if parent_path in _seen or parent_path == path.resolve():
         raise ConfigError(f"{path}: '{EXTENDS}: {parent}' makes a cycle of config files")
+    if not parent_path.is_file():
+        raise ConfigError(f"{path}: option '{EXTENDS}': {parent_path}: config file not found")
     return merge_options(load_yaml(parent_path, (*_seen, path.resolve())), data)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 from peft import PeftConfig, PeftType, PromptTuningConfig, TaskType
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from dawgen.classifier.config import PeftKind
@@ -42,13 +43,42 @@ def save_prompt(prompt: torch.Tensor, family: Family, base_model: str, folder: s
         save_file({PEFT_WEIGHT_KEY: prompt.detach().float().cpu().contiguous()}, str(Path(tmp) / PEFT_WEIGHTS_FILE))
 
 
+class AdapterError(ValueError):
+    """A folder that does not hold a usable prompt-tuning adapter."""
+
+
+ADAPTER_CONFIG_FILE = "adapter_config.json"
+
+
+def check_adapter(folder: str | Path) -> Path:
+    """``folder`` if it looks like a saved PEFT adapter (a folder with its config and weights)."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise AdapterError(f"{folder}: adapter folder not found")
+    if not folder.is_dir():
+        raise AdapterError(f"{folder}: not a folder (an adapter is a folder holding {ADAPTER_CONFIG_FILE})")
+    for name in (ADAPTER_CONFIG_FILE, PEFT_WEIGHTS_FILE):
+        if not (folder / name).is_file():
+            raise AdapterError(f"{folder}: not a PEFT adapter ({name} is missing)")
+    return folder
+
+
 def load_prompt(folder: str | Path) -> torch.Tensor:
     """Read the [n, d] prompt of a saved PEFT prompt-tuning adapter (float32)."""
-    folder = Path(folder)
-    config = PeftConfig.from_pretrained(str(folder))
+    folder = check_adapter(folder)
+    try:
+        config = PeftConfig.from_pretrained(str(folder))
+    except (OSError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AdapterError(f"{folder / ADAPTER_CONFIG_FILE}: not a readable adapter config ({first})") from None
     if config.peft_type != PeftType.PROMPT_TUNING:
-        raise ValueError(f"{folder}: adapter type {config.peft_type} is not prompt tuning")
-    weights = load_file(str(folder / PEFT_WEIGHTS_FILE))
+        raise AdapterError(f"{folder}: adapter type {config.peft_type} is not prompt tuning")
+    try:
+        weights = load_file(str(folder / PEFT_WEIGHTS_FILE))
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise AdapterError(f"{folder / PEFT_WEIGHTS_FILE}: not a readable safetensors file ({exc})") from None
+    if PEFT_WEIGHT_KEY not in weights:
+        raise AdapterError(f"{folder / PEFT_WEIGHTS_FILE}: holds no tensor {PEFT_WEIGHT_KEY!r}")
     prompt = weights[PEFT_WEIGHT_KEY].float()
     return prompt[: config.num_virtual_tokens]  # older seq2seq adapters carry an unused second half
 
@@ -58,7 +88,7 @@ def peft_kind(folder: str | Path) -> PeftKind:
     peft_type = PeftConfig.from_pretrained(str(folder)).peft_type
     if peft_type not in PEFT_KINDS:
         known = ", ".join(f"{kind.value} ({name.value})" for name, kind in PEFT_KINDS.items())
-        raise ValueError(f"{folder}: adapter type {peft_type} is not one dawgen trains: {known}")
+        raise AdapterError(f"{folder}: adapter type {peft_type} is not one dawgen trains: {known}")
     return PEFT_KINDS[peft_type]
 
 

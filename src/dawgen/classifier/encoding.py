@@ -16,11 +16,13 @@ DEMONSTRATION_SEPARATOR = "\n\n"
 @dataclass(frozen=True)
 class Encoded:
     """One example ready for the model. ``answer_index`` is where the label word is read
-    (within ``input_ids``; the decoder position for seq2seq is always 0)."""
+    (within ``input_ids``; the decoder position for seq2seq is always 0); ``demonstrations`` is
+    how many in-context demonstrations stand in front of it."""
 
     input_ids: list[int]
     answer_index: int
     label: int
+    demonstrations: int = 0
 
 
 class TaskEncoder:
@@ -34,6 +36,7 @@ class TaskEncoder:
         self.template = task.template(family)
         self.answer_slot = self._answer_slot_text()
         self.label_token_ids = self._label_token_ids()
+        self._demonstration_lengths: dict[Example, int] = {}
 
     def _answer_slot_text(self) -> str:
         if self.family is Family.MASKED:
@@ -85,12 +88,14 @@ class TaskEncoder:
         return self.tokenizer.decode(ids[: max(1, len(ids) - n_tokens)])
 
     def encode(self, example: Example, demonstrations: Sequence[Example] = ()) -> Encoded:
-        """Encode ``example`` (with optional in-context demonstrations in front), cutting the
-        longer text first when the whole would exceed ``max_length`` tokens."""
-        prefix = "".join(self.render_demonstration(d) + DEMONSTRATION_SEPARATOR for d in demonstrations)
+        """Encode ``example`` (with optional in-context demonstrations in front) in at most
+        ``max_length`` tokens. The example itself always fits whole when it can (its longer text is
+        cut only when it alone is too long); demonstrations that do not fit are dropped, the ones
+        farthest from the example first (LM-BFF's head truncation)."""
         text_a, text_b = example.text_a, example.text_b
         for _ in range(4):
-            ids = self._token_ids(prefix + render(self.template, text_a, text_b, self.answer_slot))
+            query = render(self.template, text_a, text_b, self.answer_slot)
+            ids = self._token_ids(query)
             overflow = len(ids) - self.max_length
             if overflow <= 0:
                 break
@@ -100,7 +105,32 @@ class TaskEncoder:
                 text_a = self._truncate(text_a, overflow)
         else:
             raise TaskError(f"cannot fit an example into max_length={self.max_length} tokens; raise max_length")
-        return Encoded(ids, self._answer_index(ids), self.task.label_index(example.label))
+        kept = self._fitting(demonstrations, self.max_length - len(ids))
+        while kept:
+            prefix = "".join(self.render_demonstration(d) + DEMONSTRATION_SEPARATOR for d in kept)
+            with_demonstrations = self._token_ids(prefix + query)
+            if len(with_demonstrations) <= self.max_length:
+                ids = with_demonstrations
+                break
+            kept = kept[1:]  # token boundaries merged differently: drop one more
+        label = self.task.label_index(example.label)
+        return Encoded(ids, self._answer_index(ids), label, len(kept))
+
+    def _fitting(self, demonstrations: Sequence[Example], room: int) -> list[Example]:
+        """The longest tail of ``demonstrations`` whose tokens fit in ``room``."""
+        used, start = 0, len(demonstrations)
+        while start > 0:
+            cost = self._demonstration_length(demonstrations[start - 1])
+            if used + cost > room:
+                break
+            used, start = used + cost, start - 1
+        return list(demonstrations[start:])
+
+    def _demonstration_length(self, example: Example) -> int:
+        if example not in self._demonstration_lengths:
+            text = self.render_demonstration(example) + DEMONSTRATION_SEPARATOR
+            self._demonstration_lengths[example] = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return self._demonstration_lengths[example]
 
     def _answer_index(self, ids: list[int]) -> int:
         if self.family is Family.MASKED:

@@ -7,11 +7,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from dawgen.classifier.adapter import load_prompt, peft_kind
+from dawgen.classifier.adapter import AdapterError, check_adapter, load_prompt, peft_kind
 from dawgen.classifier.config import PeftKind
-from dawgen.classifier.in_context import encode_in_context
+from dawgen.classifier.in_context import check_demonstrations_per_label, encode_in_context
 from dawgen.classifier.peft_types import PeftAdapter
 from dawgen.classifier.scorer import VerbalizerScorer, predict_with_progress
+from dawgen.config import ConfigError
 from dawgen.constants import PREDICTIONS_FILE, RESULT_FILE
 from dawgen.data.example import Example
 from dawgen.evaluation.metrics import classification_metrics
@@ -36,6 +37,38 @@ class EvalMethod(StrEnum):
 ADAPTER_ALIAS = "adapter"  # another name of EvalMethod.PROMPT: the folder may hold any of the three types
 
 
+def eval_method(value: str | EvalMethod) -> EvalMethod:
+    """``value`` as an ``EvalMethod``; anything else is a ``ConfigError`` naming the choices."""
+    try:
+        return EvalMethod(value)
+    except ValueError:
+        choices = ", ".join([*(m.value for m in EvalMethod), ADAPTER_ALIAS])
+        raise ConfigError(f"--method: unknown method {value!r}; choose {choices}") from None
+
+
+def check_method_inputs(method: EvalMethod, adapter: str | Path | None, has_train: bool) -> None:
+    """What ``method`` needs, checked before any model is loaded."""
+    if method is EvalMethod.PROMPT:
+        if adapter is None:
+            raise ConfigError("method 'prompt' (or 'adapter') needs the folder of a tuned PEFT adapter (--adapter)")
+        check_adapter(adapter)
+    if method is EvalMethod.IN_CONTEXT and not has_train:
+        raise ConfigError("method 'in-context' needs training examples to draw demonstrations from (--data)")
+
+
+UNLIMITED = 1_000_000  # tokenizers without a length limit report about 1e30
+
+
+def input_limit(loaded: LoadedModel) -> int:
+    """The most tokens the model takes: its learned positions (``max_position_embeddings``, ``n_positions``)
+    or its tokenizer's ``model_max_length``, whichever is smaller; models without either (T5) are unlimited."""
+    config = getattr(loaded.model, "config", None)
+    limits = [getattr(config, name, None) for name in ("max_position_embeddings", "n_positions")]
+    limits.append(getattr(loaded.tokenizer, "model_max_length", None))
+    usable = [int(limit) for limit in limits if isinstance(limit, int) and 0 < limit < UNLIMITED]
+    return min(usable, default=UNLIMITED)
+
+
 def evaluate(
     loaded: LoadedModel,
     task: TaskSpec,
@@ -44,7 +77,7 @@ def evaluate(
     method: EvalMethod = EvalMethod.ZERO_SHOT,
     adapter: str | Path | None = None,
     train: Sequence[Example] = (),
-    demonstrations_per_label: int = 1,
+    demonstrations_per_label: int | None = None,
     seed: int = 13,
     max_length: int = 512,
     batch_size: int = 32,
@@ -53,15 +86,25 @@ def evaluate(
     out_dir: str | Path | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Score ``test`` and return accuracy (and F1 where the task has it), in percent."""
-    method = EvalMethod(method)
-    if method is EvalMethod.PROMPT and adapter is None:
-        raise ValueError("method 'prompt' (or 'adapter') needs the folder of a tuned PEFT adapter")
-    if method is EvalMethod.IN_CONTEXT and not train:
-        raise ValueError("method 'in-context' needs training examples to draw demonstrations from")
+    """Score ``test`` and return accuracy (and F1 where the task has it), in percent.
+
+    In-context prompting puts ``demonstrations_per_label`` training examples of every label (None:
+    all of them, the k of a k-shot split) in front of each test example, as many as fit in ``max_length``.
+    """
+    method = eval_method(method)
+    check_method_inputs(method, adapter, bool(train))
+    check_demonstrations_per_label(demonstrations_per_label)
+    kind = peft_kind(adapter) if method is EvalMethod.PROMPT else None
+    prompt = load_prompt(adapter) if kind is PeftKind.PROMPT else None
+    virtual_tokens = 0 if prompt is None else prompt.shape[0]
+    max_length = min(max_length, input_limit(loaded) - virtual_tokens)
     scorer = VerbalizerScorer(loaded, task, max_length=max_length, precision=precision, device=device)
-    kind = peft_kind(adapter) if method is EvalMethod.PROMPT and adapter is not None else None
-    prompt = load_prompt(adapter).to(scorer.device) if kind is PeftKind.PROMPT else None
+    if prompt is not None and prompt.shape[1] != scorer.embedding_dim:
+        raise AdapterError(
+            f"{adapter}: the prompt's vectors have {prompt.shape[1]} dimensions but {loaded.name} embeds tokens in "
+            f"{scorer.embedding_dim}; it was tuned on another model"
+        )
+    prompt = None if prompt is None else prompt.to(scorer.device)
     if method is EvalMethod.IN_CONTEXT:
         items = encode_in_context(scorer.encoder, train, test, demonstrations_per_label, seed)
     else:
@@ -88,6 +131,10 @@ def evaluate(
         "test_size": len(test),
         "test": classification_metrics(logits, [item.label for item in items], task),
     }
+    if method is EvalMethod.IN_CONTEXT:
+        result["max_length"] = max_length
+        result["demonstrations_per_label"] = demonstrations_per_label
+        result["demonstrations_mean"] = round(sum(item.demonstrations for item in items) / max(len(items), 1), 2)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

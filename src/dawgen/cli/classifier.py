@@ -135,7 +135,15 @@ def evaluate_command(
     data: DataOpt = None,
     seed: SeedOpt = None,
     out: OutOpt = None,
-    demonstrations: Annotated[int | None, typer.Option(help="In-context demonstrations per label.")] = None,
+    demonstrations: Annotated[
+        int | None,
+        typer.Option(
+            "--demonstrations-per-label",
+            "--demonstrations",
+            help="In-context demonstrations per label (default k: the whole k-shot training split; those that "
+            "do not fit in the model's input are dropped).",
+        ),
+    ] = None,
     precision: Annotated[str | None, typer.Option(help="auto, bf16 or fp32.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, ...")] = None,
 ) -> None:

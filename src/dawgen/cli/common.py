@@ -9,10 +9,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from dawgen.cli.errors import OneLineErrors, print_error
 from dawgen.config import ConfigError, load_yaml
 from dawgen.data.example import DataError
 from dawgen.errors import ModelLoadError
-from dawgen.progress import console
 from dawgen.tasks import TaskError
 
 # torch, transformers and the other heavy libraries load only inside the commands that need them (load_api)
@@ -27,7 +27,9 @@ Or stage by stage:
   prompt-tune      3. prompt-tune a classifier on real (and synthetic) data
   evaluate         score a test set: zero-shot, in-context or a tuned prompt
 """
-app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help=HELP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, cls=OneLineErrors
+)
 
 # errors caused by what the user gave: shown as one line, exit code 2
 USER_ERRORS = (ConfigError, DataError, TaskError, ModelLoadError, FileNotFoundError, ValueError)
@@ -85,7 +87,7 @@ def split_run_options(
 
 
 def fail(exc: Exception) -> None:
-    console.print(f"[bold red]error:[/] {exc}")
+    print_error(str(exc))
     raise typer.Exit(code=2)
 
 

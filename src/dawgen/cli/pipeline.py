@@ -97,8 +97,11 @@ def demo_command(
     """Offline end-to-end demo on the shipped dataset with SmolLM2-135M as generator and classifier:
     tune a DawGen generator, generate, and compare prompt tuning on real data with ours."""
     api = load_api()
-    records = api.demo(out)
-    report = api.report(out)
+    try:
+        records = api.demo(out)
+        report = api.report(out)
+    except USER_ERRORS as exc:
+        fail(exc)
     console.print(results_by_method(records))
     console.print(f"report: [bold]{report}[/]")
 

@@ -19,7 +19,8 @@ class DataError(ValueError):
     """Bad input data, located as precisely as possible (file, row, field).
 
     ``row`` is 1-based and counts data rows as a user sees them in the file: for files with a
-    header the header is row 0; for JSON Lines it is the line number.
+    header the first row after it is row 1 (a problem in the header gives no row; the message
+    says so); for JSON Lines it is the line number.
     """
 
     def __init__(

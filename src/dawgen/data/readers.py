@@ -1,9 +1,9 @@
 """Reading and writing labelled examples: TSV (LM-BFF/GLUE), CSV, JSON Lines, JSON.
 
-Every problem raises ``DataError`` naming the file, the row and the field. Rows are counted as a
-user sees them: in TSV/CSV the header is row 0 and the first data row is row 1; in JSON Lines the
-row is the line number; in a JSON list it is the index + 1; in a PPFT pool (``{"0": {...}}``) it
-is the record's key.
+Every problem raises ``DataError`` naming the file, the row and the field. Rows are counted from 1,
+as a user sees them: in TSV/CSV the first data row is row 1 (a problem in the header names the
+header, not a row); in JSON Lines the row is the line number; in a JSON list it is the index + 1;
+in a PPFT pool (``{"0": {...}}``) it is the record's key.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ class Table:
 
 
 def _read_text(path: Path, first_row: int | None) -> str:
-    """The file decoded as UTF-8 (BOM allowed). A bad byte's row is its line index + ``first_row``."""
+    """The file decoded as UTF-8 (BOM allowed). A bad byte's row is its line index + ``first_row``
+    (``first_row=0``: the first line is a header, so a bad byte there names the header, not row 0)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -64,8 +65,9 @@ def _read_text(path: Path, first_row: int | None) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start)
-        row = None if first_row is None else line + first_row
-        message = f"not valid UTF-8: byte 0x{data[exc.start]:02x} on line {line + 1}; save the file as UTF-8"
+        row = None if first_row is None or line + first_row < 1 else line + first_row
+        header = " (the header)" if first_row == 0 and line == 0 else ""
+        message = f"not valid UTF-8: byte 0x{data[exc.start]:02x} on line {line + 1}{header}; save the file as UTF-8"
         raise DataError(message, path=path, row=row) from None
 
 
@@ -78,7 +80,9 @@ def _delimited_table(path: Path, rows: Iterable[tuple[int, list[str]]]) -> Table
     header = [name.strip() for name in header]
     for i, name in enumerate(header):
         if name in header[:i]:
-            raise DataError(f"duplicate column name {name!r} in the header", path=path, row=header_row, field=name)
+            raise DataError(
+                f"duplicate column name {name!r} in the header (line {header_row + 1})", path=path, field=name
+            )
     if not body:
         raise DataError("no data rows (only a header)", path=path)
     return Table(str(path), header, [Record(row, fields=fields) for row, fields in body], delimited=True)
@@ -98,7 +102,9 @@ def _parse_csv(path: Path) -> Table:
         for fields in reader:
             rows.append((len(rows), fields))
     except csv.Error as exc:
-        raise DataError(f"bad CSV ({exc}); is a quote left open?", path=path, row=len(rows)) from None
+        where = {"row": len(rows)} if rows else {}  # no rows yet: the header itself
+        header = "" if rows else " in the header"
+        raise DataError(f"bad CSV{header} ({exc}); is a quote left open?", path=path, **where) from None
     return _delimited_table(path, rows)
 
 

@@ -50,7 +50,7 @@ def load_fewshot(task: TaskSpec, data: str | Path, *, seed: int = 13, k: int = 1
         raise DataError("no such file or folder", path=path)
     if (path / task.kshot_files["train"]).exists():
         return load_kshot_folder(task, path)
-    return load_kshot_folder(task, find_kshot_folder(path, task.name, k, seed))
+    return load_kshot_folder(task, find_kshot_folder(path, task, k, seed))
 
 
 def load_labelled(task: TaskSpec, spec: str | Path, *, split: str = "train") -> list[Example]:

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from dawgen.config import config_from_dict, to_dict
+from dawgen.constants import GENERATOR_DIR
 from dawgen.generator.config import GeneratorConfig
 from dawgen.generator.weight_net import WeightNet
 from dawgen.utils.io import atomic_dir, atomic_write_json
@@ -71,25 +73,68 @@ def save_generator(generator: TunedGenerator, folder: str | Path) -> Path:
     return Path(folder)
 
 
+class GeneratorFolderError(ValueError):
+    """A folder that does not hold a usable tuned generator (missing, incomplete or corrupt)."""
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file is missing (the generator folder is incomplete)")
+    try:
+        return load_file(path)
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise GeneratorFolderError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+_SETTINGS_KEYS = ("base_model", "task", "labels", "connector", "pair", "prompt_shape", "weight_net", "config", "info")
+
+
 def load_generator(folder: str | Path) -> TunedGenerator:
-    """Read a folder written by ``save_generator``."""
+    """Read a folder written by ``save_generator``. A missing folder or file raises ``FileNotFoundError``,
+    a corrupt one ``GeneratorFolderError``; both name the folder or file."""
     folder = Path(folder)
-    if not (folder / SETTINGS_FILE).is_file():
-        raise FileNotFoundError(f"{folder} holds no tuned generator ({SETTINGS_FILE} is missing)")
-    settings = json.loads((folder / SETTINGS_FILE).read_text(encoding="utf-8"))
+    if not folder.exists():
+        raise FileNotFoundError(f"{folder}: generator folder not found")
+    if not folder.is_dir():
+        raise GeneratorFolderError(f"{folder}: not a folder (a tuned generator is a folder holding {SETTINGS_FILE})")
+    settings_path = folder / SETTINGS_FILE
+    if not settings_path.is_file():
+        inner = folder / GENERATOR_DIR
+        hint = f"; did you mean {inner}?" if (inner / SETTINGS_FILE).is_file() else ""
+        raise FileNotFoundError(f"{folder} holds no tuned generator ({SETTINGS_FILE} is missing){hint}")
+    try:
+        settings = json.loads(settings_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise GeneratorFolderError(f"{settings_path}: not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise GeneratorFolderError(f"{settings_path}: invalid JSON: {exc.msg} at {where}") from None
+    if not isinstance(settings, dict):
+        raise GeneratorFolderError(f"{settings_path}: expected a JSON object, got {type(settings).__name__}")
     if settings.get("format") != FORMAT:
-        raise ValueError(f"{folder}: generator format {settings.get('format')!r} is not {FORMAT}")
-    prompts = load_file(folder / PROMPTS_FILE)[PROMPTS_KEY]
+        raise GeneratorFolderError(f"{settings_path}: generator format {settings.get('format')!r} is not {FORMAT}")
+    missing = [key for key in _SETTINGS_KEYS if key not in settings]
+    if missing:
+        raise GeneratorFolderError(f"{settings_path}: missing key(s) {missing}")
+    prompts = _read_weights(folder / PROMPTS_FILE).get(PROMPTS_KEY)
+    if prompts is None:
+        raise GeneratorFolderError(f"{folder / PROMPTS_FILE}: holds no tensor {PROMPTS_KEY!r}")
     if list(prompts.shape) != settings["prompt_shape"] or len(prompts) != len(settings["labels"]):
-        raise ValueError(f"{folder}: label prompts of shape {list(prompts.shape)} do not match {SETTINGS_FILE}")
+        raise GeneratorFolderError(
+            f"{folder}: label prompts of shape {list(prompts.shape)} do not match {SETTINGS_FILE}"
+        )
     net = None
     if settings["weight_net"] is not None:
         net = WeightNet(settings["weight_net"]["in_features"], settings["weight_net"]["hidden"])
-        net.load_state_dict(load_file(folder / WEIGHT_NET_FILE))
+        try:
+            net.load_state_dict(_read_weights(folder / WEIGHT_NET_FILE))
+        except RuntimeError as exc:  # missing or misshapen tensors
+            first = str(exc).strip().splitlines()[0]
+            raise GeneratorFolderError(f"{folder / WEIGHT_NET_FILE}: does not match {SETTINGS_FILE}: {first}") from None
     return TunedGenerator(
         prompts=prompts,
         weight_net=net,
-        config=config_from_dict(GeneratorConfig, settings["config"], str(folder / SETTINGS_FILE)),
+        config=config_from_dict(GeneratorConfig, settings["config"], str(settings_path)),
         base_model=settings["base_model"],
         task=settings["task"],
         labels=tuple(settings["labels"]),

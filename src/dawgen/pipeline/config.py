@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from dawgen.classifier.config import PromptTuneConfig
+from dawgen.classifier.evaluate import EvalMethod
+from dawgen.classifier.in_context import InContextConfig
 from dawgen.config import ConfigError, config_from_dict
 from dawgen.data.oracle import ORACLE, OracleConfig, find_labelled_pool
 from dawgen.generator.config import GeneratorConfig, Variant
@@ -15,6 +17,15 @@ from dawgen.pipeline.methods import Method, MethodKind, parse_method
 from dawgen.synthesis.config import GenerationConfig
 from dawgen.tasks.registry import get_task
 from dawgen.tasks.schema import TaskSpec
+
+
+def _seed(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise ConfigError(f"run config: 'seeds' must be integers, got {value!r}")
+
 
 # options the run sets itself, per seed and per method
 _PER_RUN = {"generator": ("seed", "variant"), "generation": ("seed",), "classifier": ("seed", "combine", "surgery")}
@@ -27,8 +38,9 @@ class RunConfig:
     ``test`` and ``pool`` may hold ``{task}`` (e.g. ``data/{task}/test.tsv``); left empty, a task's test
     file is ``<data>/<task>/<test_file of the task table>`` and its pool is the data root's (the demo
     task brings its own). ``test_files`` names a task's test set outright (a file or ``hf:NAME``).
-    ``generator``, ``generation``, ``classifier`` and ``baselines`` (one mapping per baseline method)
-    hold the options of stages 1, 2 and 3 (see ``dawgen tune-generator --help`` etc.); a ``setfit+...+syn``
+    ``generator``, ``generation``, ``classifier`` and ``baselines`` (one mapping per baseline method,
+    and ``in-context: {demonstrations_per_label: N}``, default k) hold the options of stages 1, 2 and 3
+    (see ``dawgen tune-generator --help`` etc.); a ``setfit+...+syn``
     method takes the ``setfit`` options, then its own (e.g. ``setfit+syn: {synthetic_per_label: 200}``; with
     ``synthetic_file`` it trains on that file, ``{task}``/``{seed}``/``{k}`` filled in, and needs no generator).
     ``oracle`` holds the options of the ``oracle+<strategy>`` methods, which train on pool rows with their
@@ -62,7 +74,22 @@ class RunConfig:
             if not isinstance(value, list) or not value:
                 raise ConfigError(f"run config: '{name}' must be a non-empty list, got {value!r}")
             setattr(self, name, value)
-        self.seeds = [int(seed) for seed in self.seeds]
+        self.seeds = [_seed(seed) for seed in self.seeds]
+        for name in ("tasks", "methods"):
+            bad = [item for item in getattr(self, name) if not isinstance(item, str)]
+            if bad:
+                raise ConfigError(f"run config: '{name}' must be a list of names, got {bad[0]!r} in it")
+        for name in (*_PER_RUN, "baselines", "test_files"):
+            value = getattr(self, name)
+            if value is None:
+                setattr(self, name, {})
+            elif not isinstance(value, dict):
+                raise ConfigError(f"run config: '{name}' must be a mapping of options, got {value!r}")
+        for name, options in self.baselines.items():
+            if options is None:
+                self.baselines[name] = {}
+            elif not isinstance(options, dict):
+                raise ConfigError(f"run config: 'baselines.{name}' must be a mapping of options, got {options!r}")
         if not self.data:
             raise ConfigError("run config: 'data' is required (a data root, a k-shot folder or a training file)")
         for stage, fixed in _PER_RUN.items():
@@ -85,6 +112,8 @@ class RunConfig:
                 if method.kind is MethodKind.BASELINE:
                     for task in self.specs():
                         self.baseline_config(method.name, task, seed)
+                elif method.kind is MethodKind.UNTRAINED:
+                    self.untrained_config(method.name)
 
     def specs(self) -> list[TaskSpec]:
         return [get_task(task) for task in self.tasks]
@@ -141,6 +170,19 @@ class RunConfig:
     def classifier_config(self, method: Method, seed: int) -> PromptTuneConfig:
         options = {**self.classifier, "seed": seed, "combine": method.combine, "surgery": method.surgery}
         return config_from_dict(PromptTuneConfig, options, "run config: classifier")
+
+    def untrained_config(self, name: str) -> InContextConfig | None:
+        """The settings of an untrained method: in-context's (``baselines: {in-context:
+        {demonstrations_per_label: N}}``, default k); zero-shot takes none (None)."""
+        options = self.baselines.get(name) or {}
+        if name == EvalMethod.IN_CONTEXT.value:
+            config = config_from_dict(InContextConfig, options, f"run config: baselines.{name}")
+            if config.demonstrations_per_label is None:
+                config.demonstrations_per_label = self.k
+            return config
+        if options:
+            raise ConfigError(f"run config: baselines.{name}: {name} takes no options, got {sorted(options)}")
+        return None
 
     def baseline_config(self, name: str, task: TaskSpec, seed: int) -> Any:
         """The settings of baseline method ``name``; ``{task}``, ``{seed}`` and ``{k}`` in its text options become

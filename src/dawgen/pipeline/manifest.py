@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from dawgen.config import ConfigError
 from dawgen.constants import MANIFEST_FILE
 from dawgen.models.precision import machine_record
 from dawgen.utils.io import atomic_write_json
@@ -66,7 +67,12 @@ class Manifest:
         """The folder's manifest (its stages kept when it exists), now recording ``config``."""
         path = folder / MANIFEST_FILE
         if path.exists():
-            saved = json.loads(path.read_text(encoding="utf-8"))
+            try:
+                saved = json.loads(path.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ConfigError(f"{path}: not a readable manifest ({exc}); is this a dawgen run folder?") from None
+            if not isinstance(saved, dict) or not isinstance(saved.get("stages", []), list):
+                raise ConfigError(f"{path}: not a dawgen manifest (expected an object with a 'stages' list)")
             return cls(folder, config, saved.get("stages", []), saved.get("created", ""))
         return cls(folder, config)
 

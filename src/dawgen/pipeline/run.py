@@ -22,6 +22,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -177,11 +178,13 @@ class SeedRun:
         test = cfg.test_file(self.task)
         if method.kind is MethodKind.UNTRAINED:
             precision = stage_precision(self.untrained_settings())
-            key = stage_key(cfg.classifier_model, self.data_key, test, method.name, precision)
+            settings = cfg.untrained_config(method.name)  # in-context's demonstrations per label; zero-shot: None
+            options = () if settings is None else (to_dict(settings),)
+            key = stage_key(cfg.classifier_model, self.data_key, test, method.name, *options, precision)
             folder = self.folder / f"{method.name}-{key}"
+            evaluate = partial(self.evaluate, method, settings, test, folder)
             result = self.timed("evaluation", method.name, folder, key, folder / RESULT_FILE,
-                                lambda: _saved_or(folder, lambda: self.evaluate(method, test, folder)),
-                                precision)  # fmt: skip
+                                lambda: _saved_or(folder, evaluate), precision)  # fmt: skip
         elif method.kind is MethodKind.PROMPT_TUNING:
             tune_config = cfg.classifier_config(method, self.seed)
             syn_key = synthetic.key if synthetic else None
@@ -207,16 +210,18 @@ class SeedRun:
         """The classifier section's options (its ``precision`` and ``device`` are those of the untrained methods)."""
         return self.config.classifier_config(parse_method("pt"), self.seed)
 
-    def evaluate(self, method: Method, test: str, folder: Path) -> dict[str, Any]:
-        """An untrained method (zero-shot, in-context) of the frozen classifier on this task and seed, in the
-        classifier section's precision and on its device."""
+    def evaluate(self, method: Method, settings: Any, test: str, folder: Path) -> dict[str, Any]:
+        """An untrained method (zero-shot, in-context: ``settings``, its demonstrations per label) of the frozen
+        classifier on this task and seed, in the classifier section's precision and on its device."""
         from dawgen.classifier.evaluate import evaluate
 
-        cfg, settings = self.config, self.untrained_settings()
+        cfg, classifier = self.config, self.untrained_settings()
         loaded = load_model(cfg.classifier_model, trust_remote_code=cfg.trust_remote_code)
         train, _ = _kshot(cfg, self.task, self.seed)
+        per_label = getattr(settings, "demonstrations_per_label", None)
         return evaluate(loaded, self.task, load_test(self.task, test), method=method.name, train=train, seed=self.seed,
-                        precision=settings.precision, device=settings.device, out_dir=folder,
+                        precision=classifier.precision, device=classifier.device,
+                        demonstrations_per_label=per_label, out_dir=folder,
                         show_progress=self.show_progress)  # fmt: skip
 
     def prompt_tune(self, tune_config: Any, test: str, synthetic: Synthetic | None, folder: Path) -> dict[str, Any]:
@@ -292,12 +297,16 @@ def _saved_or(folder: Path, work: Callable[[], dict[str, Any]]) -> dict[str, Any
 
 def run_pipeline(config: RunConfig, show_progress: bool = True) -> list[dict[str, Any]]:
     """Every task x seed x method of ``config``; writes the run folder and returns the results records."""
-    for task in config.specs():
-        config.test_file(task)  # a missing test set fails now, not after hours of training
+    for task in config.specs():  # missing or bad data fails now, before the run folder exists
+        load_test(task, config.test_file(task))
+        for seed in config.seeds:
+            _kshot(config, task, seed)
         if config.uses_oracle():
             config.oracle_pool(task)
         _check_synthetic_files(config, task)
     out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file; give a run folder")
     out.mkdir(parents=True, exist_ok=True)
     manifest = Manifest.open(out, to_dict(config))
     manifest.save()

@@ -158,9 +158,24 @@ class SyntheticInfo:
 def load_run(run_dir: str | Path) -> RunData:
     """Read a run folder; ``results.json`` must be there, ``manifest.json`` may be missing."""
     run_dir = Path(run_dir)
-    results = read_json(run_dir / RESULTS_FILE)
+    path = run_dir / RESULTS_FILE
+    if not run_dir.is_dir():
+        raise FileNotFoundError(
+            f"{run_dir}: run folder not found" if not run_dir.exists() else f"{run_dir}: not a folder"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: is {run_dir} a dawgen run folder?")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     if not isinstance(results, dict):
-        raise FileNotFoundError(f"{run_dir / RESULTS_FILE} is missing or not a JSON object: is this a dawgen run?")
+        raise ValueError(f"{path}: expected a JSON object with 'records', got {type(results).__name__}")
+    for key in ("records", "tasks", "seeds", "methods"):
+        if not isinstance(results.get(key) or [], list):
+            raise ValueError(f"{path}: '{key}' must be a list, got {results[key]!r}")
     manifest = read_json(run_dir / MANIFEST_FILE)
     records = [r for r in results.get("records") or [] if isinstance(r, dict) and "task" in r and "method" in r]
     for record in records:

@@ -17,11 +17,34 @@ _FIELDS = {
     "pair", "f1_positive_label", "kshot_files", "test_file",
 }  # fmt: skip
 _REQUIRED = {"name", "labels", "label_words", "columns", "templates"}
+DEFAULT_KSHOT_FILES = {"train": "train.tsv", "dev": "dev.tsv"}
 
 
 def _column_value(value: Any) -> Any:
     """YAML reads ``label: 0`` as an int; column names are strings (booleans stay flags)."""
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _mapping(raw: dict[str, Any], key: str, where: str) -> dict[Any, Any]:
+    """``raw[key]`` as a mapping (missing or null: empty); anything else is a ``TaskError``."""
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TaskError(f"{where}: field '{key}' must be a mapping, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _kshot_files(raw: dict[str, Any], where: str) -> dict[str, str]:
+    """The k-shot file names: ``train.tsv``/``dev.tsv`` unless the task names its own."""
+    files = _mapping(raw, "kshot_files", where)
+    unknown = sorted(set(files) - set(DEFAULT_KSHOT_FILES))
+    if unknown:
+        raise TaskError(f"{where}: field 'kshot_files' has unknown key(s) {unknown}; known: train, dev")
+    for key, name in files.items():
+        if not isinstance(name, str) or not name.strip():
+            raise TaskError(f"{where}: field 'kshot_files.{key}' must be a file name, got {name!r}")
+    return {**DEFAULT_KSHOT_FILES, **files}
 
 
 def task_from_dict(raw: dict[str, Any], source: str = "task definition") -> TaskSpec:
@@ -35,9 +58,12 @@ def task_from_dict(raw: dict[str, Any], source: str = "task definition") -> Task
     missing = _REQUIRED - set(raw)
     if missing:
         raise TaskError(f"{where}: missing field(s) {sorted(missing)}")
+    if not isinstance(raw["labels"], list) or not all(isinstance(x, str | int) for x in raw["labels"]):
+        raise TaskError(f"{where}: field 'labels' must be a list of label names, got {raw['labels']!r}")
     labels = tuple(str(label) for label in raw["labels"])
+    label_words = _mapping(raw, "label_words", where)
     try:
-        templates = {Family(key): str(value) for key, value in raw["templates"].items()}
+        templates = {Family(key): str(value) for key, value in _mapping(raw, "templates", where).items()}
     except ValueError as exc:
         raise TaskError(f"{where}: templates: {exc}; families are {[f.value for f in Family]}") from None
     columns = raw["columns"]
@@ -47,25 +73,32 @@ def task_from_dict(raw: dict[str, Any], source: str = "task definition") -> Task
         column_map = ColumnMap(**{key: _column_value(v) for key, v in columns.items()})
     except TypeError as exc:
         raise TaskError(f"{where}: columns: {exc}") from None
-    gen = raw.get("generator") or {}
-    generator = GeneratorText(
-        descriptions={str(k): str(v) for k, v in (gen.get("descriptions") or {}).items()},
-        connector=str(gen.get("connector", "\n")),
-        repetition_penalty={str(k): float(v) for k, v in (gen.get("repetition_penalty") or {}).items()},
-    )
-    pair = bool(raw.get("pair", column_map.text_b is not None))
+    gen = _mapping(raw, "generator", where)
+    try:
+        generator = GeneratorText(
+            descriptions={str(k): str(v) for k, v in _mapping(gen, "descriptions", f"{where}: generator").items()},
+            connector=str(gen.get("connector", "\n")),
+            repetition_penalty={
+                str(k): float(v) for k, v in _mapping(gen, "repetition_penalty", f"{where}: generator").items()
+            },
+        )
+    except (TypeError, ValueError) as exc:
+        raise TaskError(f"{where}: generator: {exc}") from None
+    pair = raw.get("pair", column_map.text_b is not None)
+    if not isinstance(pair, bool):
+        raise TaskError(f"{where}: field 'pair' must be true or false, got {pair!r}")
     positive = raw.get("f1_positive_label")
     return TaskSpec(
         name=str(raw["name"]),
         description=str(raw.get("description", "")),
         labels=labels,
-        label_words={str(k): str(v) for k, v in raw["label_words"].items()},
+        label_words={str(k): str(v) for k, v in label_words.items()},
         templates=templates,
         columns=column_map,
         generator=generator,
         pair=pair,
         f1_positive_label=None if positive is None else str(positive),
-        kshot_files=dict(raw.get("kshot_files") or {"train": "train.tsv", "dev": "dev.tsv"}),
+        kshot_files=_kshot_files(raw, where),
         test_file=None if raw.get("test_file") is None else str(raw["test_file"]),
     )
 
