@@ -313,6 +313,8 @@ CASES = [
     # dawgen tasks and dawgen demo: options
     Case("tasks-unknown-option", run("tasks", "--bogus"), ("No such option: --bogus", "tasks --help")),
     Case("demo-out-is-a-file", run("demo", "--out", "{afile}"), ("--out", "afile", "is a file")),
+    Case("demo-bad-precision", run("demo", "--out", "@out", "--precision", "fp8"),
+         ("precision must be one of auto, fp32, bf16", "'fp8'")),
 ]  # fmt: skip
 
 

@@ -120,23 +120,24 @@ def run(config: RunConfig | dict[str, Any] | str | Path, *, show_progress: bool 
     return run_pipeline(config, show_progress=show_progress)
 
 
-def demo_config(out: str | Path = "runs/demo") -> RunConfig:
-    """The offline demo: the shipped dataset, SmolLM2-135M in both roles, a budget for a 2-core CPU."""
+def demo_config(out: str | Path = "runs/demo", precision: str = "auto") -> RunConfig:
+    """The offline demo: the shipped dataset, SmolLM2-135M in both roles, a budget for a 2-core CPU, every
+    stage in ``precision`` (``auto``: bf16 autocast on a CPU with native bf16, else fp32)."""
     from dawgen.pipeline import RunConfig
 
     data = demo_dir()
     return RunConfig(
         tasks=[str(data / DEMO_TASK_FILE)], data=str(data), test=str(data / "test.tsv"), out=str(out),
-        methods=["pt", "ours"], generator={"epochs": 2, "per_label_batch": 2},
-        generation={"per_label": 48, "max_new_tokens": 32},
-        classifier={"max_steps": 40, "eval_every": 10, "batch_size": 4, "syn_batch_size": 4},
+        methods=["pt", "ours"], generator={"epochs": 2, "per_label_batch": 2, "precision": precision},
+        generation={"per_label": 48, "max_new_tokens": 32, "precision": precision},
+        classifier={"max_steps": 40, "eval_every": 10, "batch_size": 4, "syn_batch_size": 4, "precision": precision},
     )  # fmt: skip
 
 
-def demo(out: str | Path = "runs/demo", *, show_progress: bool = True) -> list[dict[str, Any]]:
+def demo(out: str | Path = "runs/demo", *, precision: str = "auto", show_progress: bool = True) -> list[dict[str, Any]]:
     """The offline demo (``demo_config``): tune a DawGen generator on the shipped dataset, generate, and
     compare prompt tuning on the real data (``pt``) with ours (real + synthetic, paired, gradient surgery)."""
-    return run(demo_config(out), show_progress=show_progress)
+    return run(demo_config(out, precision), show_progress=show_progress)
 
 
 def report(run_dir: str | Path) -> Path:

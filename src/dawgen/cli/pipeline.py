@@ -93,12 +93,15 @@ def run_command(
 @app.command("demo")
 def demo_command(
     out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/demo"),
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 autocast where the CPU has native bf16), fp32 or bf16.")
+    ] = "auto",
 ) -> None:
     """Offline end-to-end demo on the shipped dataset with SmolLM2-135M as generator and classifier:
     tune a DawGen generator, generate, and compare prompt tuning on real data with ours."""
     api = load_api()
     try:
-        records = api.demo(out)
+        records = api.demo(out, precision=precision)
         report = api.report(out)
     except USER_ERRORS as exc:
         fail(exc)
