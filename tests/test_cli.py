@@ -9,29 +9,15 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from tests_support import fails, invoke
 
-from dawgen.cli import app
 from dawgen.constants import ADAPTER_DIR, METRICS_FILE, PREDICTIONS_FILE, RESULT_FILE, TRAINING_PLOT
 from dawgen.data.sources import demo_dir
 from dawgen.tasks import Family
 
-runner = CliRunner()
 DEMO = demo_dir()
 TASK = str(DEMO / "task.yaml")
 TEST = str(DEMO / "test.tsv")
-
-
-def invoke(*args: str) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def fails(*args: str) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 2, result.output
-    return " ".join(result.output.split())
 
 
 @pytest.fixture(scope="module")

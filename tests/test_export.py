@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
+from tests_support import fails, invoke
 
-from dawgen.cli import app
 from dawgen.config import to_dict
 from dawgen.constants import MANIFEST_FILE, QUALITY_REPORT, RESULT_FILE, SYNTHETIC_FILE
 from dawgen.data.synthetic import load_synthetic
@@ -19,7 +18,6 @@ from dawgen.synthesis.quality import quality_report
 from dawgen.synthesis.writer import finalize
 from dawgen.tasks import get_task
 
-runner = CliRunner()
 MNLI, RTE = get_task("MNLI"), get_task("RTE")
 PAIRS = [  # (text_a, text_b, label), in an order that is not the task table's
     ("A dog runs in the park.", "An animal is outside.", "entailment"),
@@ -29,19 +27,6 @@ PAIRS = [  # (text_a, text_b, label), in an order that is not the task table's
     ("Two girls read books.", "The girls are swimming.", "contradiction"),
     ("Two girls read books.", "The books are novels.", "neutral"),
 ]
-
-
-def invoke(*args: str) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def fails(*args: str) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 2, result.output
-    assert result.output.startswith("error:"), result.output
-    return " ".join(result.output.split())
 
 
 def card_header(folder: Path) -> tuple[dict, str]:

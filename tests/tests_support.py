@@ -36,3 +36,27 @@ RTE_PAIRS = [
     Example("Two children play football in a big green park on Sunday.", "entailment", "Children play."),
     Example("The shop was closed all week.", "not_entailment", "The shop sold apples on Monday."),
 ]
+
+
+def invoke(*args: str) -> str:
+    """Run the CLI in-process; it must succeed. Returns its output."""
+    from typer.testing import CliRunner
+
+    from dawgen.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def fails(*args: str) -> str:
+    """Run the CLI in-process; it must fail as on bad input (one ``error:`` line, exit code 2). Returns the
+    output with its whitespace collapsed."""
+    from typer.testing import CliRunner
+
+    from dawgen.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error:"), result.output
+    return " ".join(result.output.split())

@@ -6,7 +6,6 @@ its labels, the variant and every hyperparameter; the prompts are [L, m, d] floa
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from dawgen.config import config_from_dict, to_dict
 from dawgen.constants import GENERATOR_DIR
 from dawgen.generator.config import GeneratorConfig
 from dawgen.generator.weight_net import WeightNet
-from dawgen.utils.io import atomic_dir, atomic_write_json
+from dawgen.utils.io import atomic_dir, atomic_write_json, read_json_object
 
 SETTINGS_FILE = "generator.json"
 PROMPTS_FILE = "label_prompts.safetensors"
@@ -102,15 +101,7 @@ def load_generator(folder: str | Path) -> TunedGenerator:
         inner = folder / GENERATOR_DIR
         hint = f"; did you mean {inner}?" if (inner / SETTINGS_FILE).is_file() else ""
         raise FileNotFoundError(f"{folder} holds no tuned generator ({SETTINGS_FILE} is missing){hint}")
-    try:
-        settings = json.loads(settings_path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise GeneratorFolderError(f"{settings_path}: not valid UTF-8") from None
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        raise GeneratorFolderError(f"{settings_path}: invalid JSON: {exc.msg} at {where}") from None
-    if not isinstance(settings, dict):
-        raise GeneratorFolderError(f"{settings_path}: expected a JSON object, got {type(settings).__name__}")
+    settings = read_json_object(settings_path, GeneratorFolderError)
     if settings.get("format") != FORMAT:
         raise GeneratorFolderError(f"{settings_path}: generator format {settings.get('format')!r} is not {FORMAT}")
     missing = [key for key in _SETTINGS_KEYS if key not in settings]

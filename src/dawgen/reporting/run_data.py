@@ -29,6 +29,7 @@ from dawgen.constants import (
     TRAINING_PLOT,
 )
 from dawgen.evaluation.plots import read_metrics
+from dawgen.utils.io import read_json_object
 
 OURS = ("ours", "dawgen+paired+surgery")  # the paper's method, under either name
 PROMPT_TUNING = "pt"
@@ -165,14 +166,7 @@ def load_run(run_dir: str | Path) -> RunData:
         )
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: is {run_dir} a dawgen run folder?")
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not valid UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    if not isinstance(results, dict):
-        raise ValueError(f"{path}: expected a JSON object with 'records', got {type(results).__name__}")
+    results = read_json_object(path, what="a JSON object with 'records'")
     for key in ("records", "tasks", "seeds", "methods"):
         if not isinstance(results.get(key) or [], list):
             raise ValueError(f"{path}: '{key}' must be a list, got {results[key]!r}")

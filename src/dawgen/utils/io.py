@@ -117,6 +117,21 @@ def _move_into_place(tmp: Path, final: Path, replace: bool, attempts: int = 5) -
             shutil.rmtree(aside, ignore_errors=True)
 
 
+def read_json_object(path: PathLike, error: type[Exception] = ValueError, what: str = "a JSON object") -> dict:
+    """The JSON object in ``path``; bad UTF-8, bad JSON or another JSON type raise ``error`` naming the file
+    (and the line and column of a syntax error)."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise error(f"{path}: not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(value, dict):
+        raise error(f"{path}: expected {what}, got {type(value).__name__}")
+    return value
+
+
 def append_jsonl(path: PathLike, record: Mapping[str, Any]) -> None:
     """Append ``record`` as one JSON line and flush at once (for metrics logs read while running)."""
     target = Path(path)
