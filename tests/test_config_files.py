@@ -72,3 +72,12 @@ def test_mnli_source_config_is_a_prompt_tuning_config() -> None:
     run, options = split_run_options(load_yaml(CONFIGS / "mnli-source.yaml"), required=("task", "data"))
     assert run["task"] == "MNLI" and run["k"] == 128
     assert config_from_dict(PromptTuneConfig, options, "mnli-source").max_steps == 100
+
+
+def test_booleans_from_set_text_are_read_and_other_text_is_refused():
+    from dawgen.synthesis.config import GenerationConfig
+
+    assert config_from_dict(GenerationConfig, {"reuse_pool": "true"}).reuse_pool is True  # --set reuse_pool=true
+    assert config_from_dict(GenerationConfig, {"reuse_pool": "False"}).reuse_pool is False
+    with pytest.raises(ConfigError, match="expected true or false, got 'yes please'"):
+        config_from_dict(GenerationConfig, {"reuse_pool": "yes please"})

@@ -64,7 +64,8 @@ def synthetic_set(folder: Path, png: bytes) -> str:
     folder.mkdir(parents=True)
     (folder / "synthetic.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     write_json(folder / "synthetic.summary.json", {"target_per_label": 5, "attempted": 12, "written": 9,
-                                                   "filters": {"copy": 2, "too_short": 1, "duplicate": 0}})  # fmt: skip
+                                                   "filters": {"copy": 2, "too_short": 1, "duplicate": 0},
+                                                   "gave_up": {"not_entailment": "max_attempts"}})  # fmt: skip
     examples = [Example(r["text_a"], r["label"], r["text_b"]) for r in records]
     real = [Example("Real premise.", label, "Real hypothesis.") for label in RTE_LABELS for _ in range(2)]
     quality = quality_report(examples, real, RTE_LABELS, sample=20)
@@ -185,7 +186,10 @@ def test_figures_and_embedded_images(run_dir: Path, report: tuple[str, str]):
 
 def test_synthetic_quality_and_escaped_samples(report: tuple[str, str]):
     text, html = report
-    assert "generation: 9 written of 12 attempted (target 5 per label); filtered: copy 2, too_short 1" in text
+    assert (
+        "generation: 9 written of 12 attempted (target 5 per label); filtered: copy 2, too_short 1; "
+        "gave up on not_entailment (max_attempts)"
+    ) in text
     header = row(text, "label")
     assert "verbatim copies" in header and "distinct-2" in header and "centroid cosine" in header and "MMD²" in header
     assert row(text, "entailment").startswith("| entailment | 5 | 2 | 0.0% |")

@@ -19,7 +19,17 @@ from dawgen.synthesis.filters import (
     text_rejection,
     word_overlap,
 )
-from dawgen.synthesis.plan import WorkItem, make_batches, plan_round, share, slots_to_add
+from dawgen.synthesis.plan import (
+    GAVE_UP_ATTEMPTS,
+    GAVE_UP_POOL,
+    GAVE_UP_ROUNDS,
+    WorkItem,
+    give_up_reason,
+    make_batches,
+    plan_round,
+    share,
+    slots_to_add,
+)
 from dawgen.synthesis.pool import distinct, find_pool_file, load_pool, read_pool
 from dawgen.synthesis.writer import (
     LabelTally,
@@ -39,13 +49,15 @@ def test_config_defaults_validation_and_penalties():
     config = GenerationConfig()
     assert (config.per_label, config.top_p, config.temperature, config.max_new_tokens) == (5000, 0.9, 0.8, 50)
     assert not config.greedy and config.dedup is DedupKey.TEXT and config.copy_threshold == 0.9
+    assert config.top_up_rounds is None and config.attempts_bound == 10 * 5000  # rounds go on, attempts are bounded
+    assert GenerationConfig(per_label=4, max_attempts_per_label=7).attempts_bound == 7
     table = {"not_entailment": 1.5}
     assert (config.penalty_for("not_entailment", table), config.penalty_for("entailment", table)) == (1.5, 1.0)
     assert GenerationConfig(repetition_penalty=1.2).penalty_for("not_entailment", table) == 1.2
     assert config_from_dict(GenerationConfig, {"decoding": "greedy", "per_label": "7"}).greedy
     bad = [{"per_label": 0}, {"top_p": 0}, {"top_p": 1.5}, {"temperature": 0}, {"copy_threshold": 0},
            {"repetition_penalty": -1}, {"top_up_rounds": -1}, {"precision": "fp8"}, {"decoding": "beam"},
-           {"first_sentence_tokens": 0}]  # fmt: skip
+           {"first_sentence_tokens": 0}, {"per_label": 5, "max_attempts_per_label": 4}]  # fmt: skip
     for options in bad:
         with pytest.raises(ConfigError):
             config_from_dict(GenerationConfig, options)
@@ -125,6 +137,24 @@ def test_plan_rounds_top_up_what_the_filters_removed():
     assert [(i.label, i.slot, i.round) for i in second] == [(0, 4, 1)]  # capped by the pool's 5 sentences
 
 
+def test_plan_rounds_stop_at_the_bound_on_attempts_and_say_why_a_label_gave_up():
+    empty = {label: LabelTally() for label in LABELS}
+    assert plan_round(0, empty, LABELS, 3, None, max_attempts=30) == plan_round(0, empty, LABELS, 3, None)
+    poor = {"entailment": LabelTally(attempted=8, kept=[{}]), "not_entailment": LabelTally(attempted=3)}
+    later = plan_round(5, poor, LABELS, per_label=3, available_slots=None, max_attempts=10)
+    assert [(i.label, i.slot) for i in later] == [(0, 8), (0, 9), (1, 3), (1, 4), (1, 5)]  # 2 more of 8; 3 of 0
+    topped = plan_round(5, poor, LABELS, per_label=3, available_slots=None, max_attempts=20, min_top_up=6)
+    assert [(i.label, i.slot) for i in topped] == [*((0, s) for s in range(8, 16)), *((1, s) for s in range(3, 9))]
+    done = {"entailment": LabelTally(attempted=3, kept=[{}] * 3), "not_entailment": LabelTally(attempted=3)}
+    assert {i.label for i in plan_round(1, done, LABELS, 3, None, min_top_up=6)} == {1}  # a full label gets none
+    assert plan_round(6, {"entailment": LabelTally(attempted=10), "not_entailment": LabelTally(attempted=10)},
+                      LABELS, per_label=3, available_slots=None, max_attempts=10) == []  # fmt: skip
+    assert give_up_reason(LabelTally(attempted=10, kept=[{}] * 3), 3, 5, 10) is None  # has them all
+    assert give_up_reason(LabelTally(attempted=10, kept=[{}]), 3, None, 10) == GAVE_UP_ATTEMPTS
+    assert give_up_reason(LabelTally(attempted=5, kept=[{}]), 3, 5, 10) == GAVE_UP_POOL
+    assert give_up_reason(LabelTally(attempted=4, kept=[{}]), 3, 5, 10) == GAVE_UP_ROUNDS
+
+
 def test_batches_are_single_label_length_sorted_and_shared_out():
     items = [WorkItem(slot * 2 + label, label, slot, 0) for slot in range(5) for label in range(2)]
     lengths = {0: 9, 1: 3, 2: 7, 3: 3, 4: 1}
@@ -202,3 +232,10 @@ def test_shared_pools_read():
     assert len(load_pool(get_task("RTE"), DATA, seed=13).sentences) > 1000  # PPFT pool: {"0": {"text_a": ...}}
     sick = read_pool(str(DATA / "SICK" / "pool" / "train.tsv"))
     assert sick[0].startswith("A group of kids")  # sentence_A
+
+
+def test_the_demo_may_reuse_its_pool_to_make_its_samples():
+    from dawgen.api import demo_config
+
+    config = demo_config().generation_config(13)
+    assert (config.per_label, config.reuse_pool, config.attempts_bound, config.top_up_rounds) == (48, True, 960, None)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import pytest
 from tests_support import TEST_PRECISION
 from typer.testing import CliRunner
 
+from dawgen import progress
 from dawgen.cli import app
 from dawgen.data.sources import demo_task
 from dawgen.data.synthetic import load_synthetic
@@ -153,6 +156,92 @@ def test_runs_refuse_other_settings(generator_dir, reference, tmp_path, monkeypa
     assert finished.summary == reference.summary  # a finished run is returned, not generated again
     with pytest.raises(ValueError, match="other settings"):
         generate_synthetic(generator_dir, reference.path, GenerationConfig(**SMALL, seed=3), show_progress=False)
+
+
+SCARCE = {**SMALL, "per_label": 4, "max_new_tokens": 3}  # few samples end within 3 tokens: most are dropped
+
+
+@pytest.fixture(scope="module")
+def scarce(generator_dir, tmp_path_factory):
+    """An uninterrupted run where most attempts are dropped (no eos within 3 tokens)."""
+    out = tmp_path_factory.mktemp("scarce") / "syn.jsonl"
+    return generate_synthetic(generator_dir, out, GenerationConfig(**SCARCE), show_progress=False)
+
+
+def test_generation_keeps_going_until_every_label_has_its_samples(scarce):
+    summary = scarce.summary
+    assert summary["rounds"] > 3  # more rounds than the two top-ups there used to be
+    assert summary["filters"]["no_eos"] > summary["attempted"] / 2 and summary["max_attempts_per_label"] == 40
+    assert summary["gave_up"] == {} and summary["written"] == 8
+    for counts in summary["labels"].values():
+        assert counts["written"] == 4 and counts["shortfall"] == 0 and counts["gave_up"] is None
+        assert 4 < counts["attempted"] <= 40
+        assert counts["attempted"] == counts["written"] + counts["surplus"] + sum(counts["rejected"].values())
+
+
+def test_progress_in_a_log_is_a_line_per_round(generator_dir, scarce, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(progress, "LOG_INTERVAL", math.inf)  # only first and last lines (here: each round's end)
+    outcome = generate_synthetic(generator_dir, tmp_path / "syn.jsonl", GenerationConfig(**SCARCE))
+    log = capsys.readouterr().err
+    assert "\r" not in log and lines(outcome.path) == lines(scarce.path)
+    shown = [line for line in log.splitlines() if line.startswith(f"generate {TASK.name} ")]
+    assert len(shown) == scarce.summary["rounds"] + 1 and shown[0].startswith(f"generate {TASK.name} 0/8 round 0 ")
+    last = scarce.summary["rounds"] - 1  # the last round's line: all done, the samples kept before it
+    assert re.match(rf"generate {TASK.name} (\d+)/\1 round {last}, [1-7]/8 kept elapsed ", shown[-1])
+
+
+def test_resume_after_a_kill_in_a_late_round(generator_dir, scarce, tmp_path, monkeypatch):
+    out = tmp_path / "syn.jsonl"
+    die_during_write(monkeypatch, 12)
+    with pytest.raises(Killed):
+        generate_synthetic(generator_dir, out, GenerationConfig(**SCARCE), show_progress=False)
+    written = [json.loads(line) for line in lines(next(parts_dir(out).glob("part-*.jsonl")))[:-1]]
+    assert max(r["round"] for r in written) >= 3  # killed after the old limit of rounds
+    monkeypatch.undo()
+    resumed = generate_synthetic(generator_dir, out, GenerationConfig(**SCARCE), show_progress=False)
+    assert lines(out) == lines(scarce.path) and lines(rejected_path(out)) == lines(rejected_path(scarce.path))
+    assert same_run(resumed.summary, scarce.summary)
+
+
+def test_a_label_that_keeps_nothing_gives_up_at_the_bound_with_a_warning(generator_dir, tmp_path, caplog):
+    config = GenerationConfig(**{**SMALL, "per_label": 3, "max_new_tokens": 1, "max_attempts_per_label": 9})
+    with caplog.at_level("WARNING", logger="dawgen.synthesis.generate"):
+        outcome = generate_synthetic(generator_dir, tmp_path / "syn.jsonl", config, show_progress=False)
+    summary = outcome.summary  # one token: either no eos or an empty sample, never a kept one
+    assert summary["gave_up"] == {label: "max_attempts" for label in TASK.labels} and summary["written"] == 0
+    assert summary["rounds"] == 3 and summary["attempted"] == 18  # 3 tries per round, up to the bound of 9
+    for label, counts in summary["labels"].items():
+        assert counts["attempted"] == 9 and counts["gave_up"] == "max_attempts" and counts["shortfall"] == 3
+        assert sum(counts["rejected"].values()) == 9 and counts["rejected"]["no_eos"] > 0
+        warning = next(r.getMessage() for r in caplog.records if repr(label) in r.getMessage())
+        assert "gave up" in warning and "0 of 3 samples after 9 attempts" in warning
+        assert "max_attempts_per_label" in warning and "no_eos" in warning
+    assert lines(outcome.path) == []
+
+
+def test_a_used_up_pool_gives_up_unless_it_may_be_reused(generator_dir, tmp_path, caplog):
+    pool = Path(demo_task.__code__.co_filename).parents[1] / "resources/demo/pool.txt"
+    small_pool = tmp_path / "pool.txt"
+    small_pool.write_text("\n".join(pool.read_text().splitlines()[:6]) + "\n")
+    with caplog.at_level("WARNING", logger="dawgen.synthesis.generate"):
+        short = generate_synthetic(generator_dir, tmp_path / "a.jsonl", GenerationConfig(**SCARCE), pool=small_pool,
+                                   show_progress=False)  # fmt: skip
+    assert set(short.summary["gave_up"].values()) == {"pool_used_up"}
+    assert all(short.summary["labels"][label]["attempted"] == 6 for label in short.summary["gave_up"])
+    assert "reuse_pool" in caplog.text
+    reused = generate_synthetic(generator_dir, tmp_path / "b.jsonl", GenerationConfig(**SCARCE, reuse_pool=True),
+                                pool=small_pool, show_progress=False)  # fmt: skip
+    assert "pool_used_up" not in reused.summary["gave_up"].values()
+    records = [json.loads(line) for line in lines(reused.path) + lines(rejected_path(reused.path))]
+    assert len(records) == reused.summary["attempted"] > 12 and len({r["text_a"] for r in records}) <= 6
+
+
+def test_runs_that_meet_the_quota_early_are_unchanged(generator_dir, reference, tmp_path):
+    """Limits that are not reached (rounds, attempts) change nothing: the same plan, the same samples."""
+    assert reference.summary["rounds"] <= 3
+    config = GenerationConfig(**SMALL, top_up_rounds=2, max_attempts_per_label=1000)
+    again = generate_synthetic(generator_dir, tmp_path / "syn.jsonl", config, show_progress=False)
+    assert lines(again.path) == lines(reference.path)
 
 
 # |teacher-forced - decoded| mean log-prob of one sample: fp32 rounding; bf16 autocast rounds matmul inputs to

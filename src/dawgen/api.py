@@ -129,7 +129,10 @@ def demo_config(out: str | Path = "runs/demo", precision: str = "auto") -> RunCo
     return RunConfig(
         tasks=[str(data / DEMO_TASK_FILE)], data=str(data), test=str(data / "test.tsv"), out=str(out),
         methods=["pt", "ours"], generator={"epochs": 2, "per_label_batch": 2, "precision": precision},
-        generation={"per_label": 48, "max_new_tokens": 32, "precision": precision},
+        # the pool has 200 first sentences and most not_entailment samples run past 32 tokens (about 1 in 10 is
+        # kept): first sentences may repeat, and a label may take 20 x 48 attempts to make its 48 samples
+        generation={"per_label": 48, "max_new_tokens": 32, "reuse_pool": True, "max_attempts_per_label": 960,
+                    "precision": precision},
         classifier={"max_steps": 40, "eval_every": 10, "batch_size": 4, "syn_batch_size": 4, "precision": precision},
     )  # fmt: skip
 

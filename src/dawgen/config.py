@@ -44,7 +44,10 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             return int(value)
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if annotation is bool and not isinstance(value, bool):
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        spelled = {"true": True, "false": False}.get(value.lower()) if isinstance(value, str) else None
+        if spelled is None:  # a --set KEY=VALUE arrives as text
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return spelled
     if annotation is str and not isinstance(value, str):
         return str(value)
     return value

@@ -30,6 +30,7 @@ from dawgen.data.fingerprint import inputs_fingerprint
 from dawgen.evaluation.metrics import classification_metrics
 from dawgen.models.loading import LoadedModel
 from dawgen.models.precision import describe_precision, pick_device, precision_record
+from dawgen.progress import is_interactive
 from dawgen.synthesis.embeddings import minilm_folder
 from dawgen.tasks.schema import TaskSpec
 from dawgen.utils.io import atomic_write_json, atomic_write_text
@@ -110,7 +111,7 @@ def run_setfit(
             output_dir=scratch, batch_size=config.batch_size, num_epochs=config.num_epochs,
             num_iterations=config.num_iterations, body_learning_rate=config.body_learning_rate,
             max_length=config.max_length, seed=config.seed, save_strategy="no", report_to="none",
-            logging_steps=10, show_progress_bar=show_progress,
+            logging_steps=10, show_progress_bar=show_progress and is_interactive(),  # tqdm: no bars in a log
         )  # fmt: skip
         trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": texts, "label": labels}))
         trainer.train()

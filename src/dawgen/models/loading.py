@@ -7,6 +7,8 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -215,6 +217,33 @@ def _load_pretrained(
     return model, tokenizer, family
 
 
+@contextmanager
+def _gguf_progress(description: str) -> Iterator[None]:
+    """Route transformers' tqdm bar over the GGUF tensors through dawgen's progress display."""
+    from dawgen.progress import track
+
+    try:
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # loading fails later with the reason
+        yield
+        return
+    original = getattr(gguf_utils, "tqdm", None)
+    if original is None:
+        yield
+        return
+
+    def routed(iterable: Any = None, *args: Any, total: Any = None, **kwargs: Any) -> Any:
+        if iterable is None:  # not the loop over tensors we know: a silent bar
+            return original(*args, total=total, **{**kwargs, "disable": True})
+        return track(iterable, description, total)
+
+    gguf_utils.tqdm = routed
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
+
+
 def convert_gguf(gguf: Path, target: Path, family: Family | None = None) -> Path:
     """Dequantize ``gguf`` with transformers and save a safetensors copy into ``target`` atomically."""
     folder, name = str(gguf.parent), gguf.name
@@ -225,7 +254,8 @@ def convert_gguf(gguf: Path, target: Path, family: Family | None = None) -> Path
     try:
         config = AutoConfig.from_pretrained(folder, gguf_file=name)  # parsing GGUF metadata is slow: do it once
         family = family or detect_family(config)
-        model = MODEL_CLASSES[family].from_pretrained(folder, gguf_file=name, config=config, dtype=torch.float32)
+        with _gguf_progress(f"convert {name} (once)"):
+            model = MODEL_CLASSES[family].from_pretrained(folder, gguf_file=name, config=config, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     except ImportError as exc:
         raise ModelLoadError(f"loading GGUF files needs the 'gguf' package (pip install gguf): {exc}") from exc
@@ -251,6 +281,9 @@ def load_model(
     ``dawgen.models.precision``); None keeps the checkpoint's own. The tokenizer always has a
     pad token (see ``ensure_pad_token``).
     """
+    from dawgen.progress import quiet_library_bars
+
+    quiet_library_bars()  # transformers' and the hub's own bars: dawgen shows its own
     kind, target = _classify_spec(spec)
     location: Path | str = target
     if kind in (SourceKind.BUILTIN, SourceKind.GGUF):

@@ -139,6 +139,9 @@ def synthetic_data(data: RunData) -> list[Block]:
             )
             if filtered:
                 line += "; filtered: " + ", ".join(f"{k} {v}" for k, v in filtered.items())
+            gave_up = summary.get("gave_up") or {}
+            if gave_up:
+                line += "; gave up on " + ", ".join(f"{label} ({reason})" for label, reason in gave_up.items())
             blocks.append(Text(f"{line}; precision: {describe_record(summary.get('compute'))}"))
         quality = info.quality
         if quality:

@@ -7,6 +7,8 @@ from enum import StrEnum
 
 from dawgen.models.precision import PRECISIONS
 
+ATTEMPTS_PER_SAMPLE = 10  # the default bound on a label's attempts, as a multiple of ``per_label``
+
 
 class Decoding(StrEnum):
     SAMPLE = "sample"  # nucleus sampling with temperature (method.md's default)
@@ -37,10 +39,14 @@ class GenerationConfig:
     """Generation of ``per_label`` kept samples for every label from a tuned generator.
 
     ``repetition_penalty`` None takes each label's penalty from the task table (1.0 where it names
-    none); a number applies to every label. Filtered samples are replaced in up to ``top_up_rounds``
-    further rounds with new first sentences (pair tasks use each pool sentence at most once per
-    label unless ``reuse_pool``). ``copy_threshold``: Jaccard overlap of the lower-cased word sets of
-    the two sentences at or above which the second counts as a copy of the first.
+    none); a number applies to every label. Filtered samples are replaced in further rounds with new
+    first sentences until every label has ``per_label`` kept samples, or a label gives up: after
+    ``max_attempts_per_label`` samples generated for it (None: ``ATTEMPTS_PER_SAMPLE * per_label``),
+    when the pool is used up (pair tasks use each pool sentence at most once per label unless
+    ``reuse_pool``), or after ``top_up_rounds`` further rounds (None: no limit on rounds). A label
+    that gave up is named in a warning and in the summary's ``gave_up``. ``copy_threshold``:
+    Jaccard overlap of the lower-cased word sets of the two sentences at or above which the second
+    counts as a copy of the first.
     """
 
     per_label: int = 5000
@@ -54,7 +60,8 @@ class GenerationConfig:
     dedup: DedupKey = DedupKey.TEXT
     label_consistency: bool = False
     consistency_margin: float = 0.0  # in mean log-prob per token
-    top_up_rounds: int = 2
+    max_attempts_per_label: int | None = None
+    top_up_rounds: int | None = None
     reuse_pool: bool = False
     reuse_prompt_cache: bool = True  # compute each label prompt's keys/values once (False: every batch)
     first_sentence_tokens: int | None = None  # None: the generator's own setting
@@ -78,10 +85,18 @@ class GenerationConfig:
             raise ValueError(f"repetition_penalty must be positive, got {self.repetition_penalty}")
         if not 0 < self.copy_threshold <= 1:
             raise ValueError(f"copy_threshold must be in (0, 1], got {self.copy_threshold}")
-        if self.top_up_rounds < 0:
+        if self.max_attempts_per_label is not None and self.max_attempts_per_label < self.per_label:
+            bound = self.max_attempts_per_label
+            raise ValueError(f"max_attempts_per_label must be at least per_label ({self.per_label}), got {bound}")
+        if self.top_up_rounds is not None and self.top_up_rounds < 0:
             raise ValueError(f"top_up_rounds must be non-negative, got {self.top_up_rounds}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
+    @property
+    def attempts_bound(self) -> int:
+        """The most samples generated for one label: ``max_attempts_per_label`` or its default."""
+        return self.max_attempts_per_label or ATTEMPTS_PER_SAMPLE * self.per_label
 
     @property
     def greedy(self) -> bool:

@@ -11,6 +11,7 @@ the parts. A run restarted with the same settings continues where it stopped, wi
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import time
@@ -28,7 +29,15 @@ from dawgen.models.loading import load_model
 from dawgen.models.precision import describe_precision, pick_device, precision_record
 from dawgen.progress import progress_bar
 from dawgen.synthesis.config import GenerationConfig
-from dawgen.synthesis.plan import make_batches, plan_round, share
+from dawgen.synthesis.plan import (
+    GAVE_UP_ATTEMPTS,
+    GAVE_UP_POOL,
+    GAVE_UP_ROUNDS,
+    give_up_reason,
+    make_batches,
+    plan_round,
+    share,
+)
 from dawgen.synthesis.pool import Pool, load_pool
 from dawgen.synthesis.samples import SampleMaker
 from dawgen.synthesis.writer import (
@@ -142,6 +151,7 @@ def generate_synthetic(
         rounds = _run_rounds(state, folder, writer, maker, spec, config, first_sentences, show_progress)
     if state.is_main_process:
         records = sorted(read_parts(folder).values(), key=lambda r: r["index"])
+        gave_up = _gave_up(records, spec, config, first_sentences)
         new_tokens = sum(r["num_tokens"] for r in records if r["index"] not in before)
         seconds = time.perf_counter() - started
         info = {
@@ -153,13 +163,15 @@ def generate_synthetic(
             "compute": precision_record(device, maker.autocast_dtype),
             "processes": state.num_processes,
             "rounds": rounds,
+            "max_attempts_per_label": config.attempts_bound,
             "this_run": {
                 "seconds": round(seconds, 2),
                 "generated_tokens": new_tokens,
                 "tokens_per_second": round(new_tokens / max(seconds, 1e-9), 1),
             },
         }
-        finalize(out, records, spec.labels, config.per_label, config.dedup, info)
+        summary = finalize(out, records, spec.labels, config.per_label, config.dedup, info, gave_up)
+        _warn_about_shortfalls(summary)
     state.wait_for_everyone()
     return GenerationOutcome(json.loads(summary_path(out).read_text(encoding="utf-8")), out)
 
@@ -173,23 +185,64 @@ def _warn_if_pool_is_short(pool: Pool | None, config: GenerationConfig) -> None:
         )  # fmt: skip
 
 
+def _available_slots(pool: Pool | None, config: GenerationConfig) -> int | None:
+    """How many first sentences one label may use (None: no limit)."""
+    return None if pool is None or config.reuse_pool else len(pool.sentences)
+
+
+def _gave_up(
+    records: list[dict[str, Any]], spec: TaskSpec, config: GenerationConfig, pool: Pool | None
+) -> dict[str, str]:
+    """The labels that ended short of ``per_label`` kept samples, and why."""
+    available = _available_slots(pool, config)
+    reasons = {
+        label: give_up_reason(entry, config.per_label, available, config.attempts_bound)
+        for label, entry in tally(records, spec.labels, config.dedup).items()
+    }
+    return {label: reason for label, reason in reasons.items() if reason is not None}
+
+
+GAVE_UP_HINTS = {
+    GAVE_UP_ATTEMPTS: "the bound max_attempts_per_label reached",
+    GAVE_UP_POOL: "every first sentence of the pool used; reuse_pool lets them repeat",
+    GAVE_UP_ROUNDS: "the top_up_rounds allowed are over",
+}
+
+
+def _warn_about_shortfalls(summary: dict[str, Any]) -> None:
+    for label, reason in summary["gave_up"].items():
+        counts = summary["labels"][label]
+        dropped = ", ".join(f"{name} {n}" for name, n in counts["rejected"].items() if n) or "none"
+        log.warning(
+            "generation gave up on label %r with %d of %d samples after %d attempts (%s); dropped: %s",
+            label, counts["written"], summary["target_per_label"], counts["attempted"],
+            GAVE_UP_HINTS.get(reason, reason), dropped,
+        )  # fmt: skip
+
+
 def _run_rounds(
     state: PartialState, folder: Path, writer: PartWriter, maker: SampleMaker, spec: TaskSpec,
     config: GenerationConfig, pool: Pool | None, show_progress: bool,
 ) -> int:  # fmt: skip
-    """Generate round after round until every label has its samples (or rounds or pool run out)."""
-    available = None if pool is None or config.reuse_pool else len(pool.sentences)
+    """Generate round after round until every label has its samples or has given up (see ``plan``);
+    returns the number of rounds that generated anything."""
+    available = _available_slots(pool, config)
+    limit = None if config.top_up_rounds is None else config.top_up_rounds + 1
     with progress_bar(show_progress and state.is_main_process) as bar:
         bar_task = bar.add_task(f"generate {spec.name}", total=0, status="")
-        for round_index in range(config.top_up_rounds + 1):
+        for round_index in itertools.count():
+            if limit is not None and round_index >= limit:
+                return limit
             records = read_parts(folder)
-            earlier = [r for r in records.values() if r["round"] < round_index]
-            items = plan_round(round_index, tally(earlier, spec.labels, config.dedup), spec.labels,
-                               config.per_label, available)  # fmt: skip
+            earlier = tally([r for r in records.values() if r["round"] < round_index], spec.labels, config.dedup)
+            items = plan_round(round_index, earlier, spec.labels, config.per_label, available, config.attempts_bound,
+                               min_top_up=config.batch_size)  # fmt: skip
             if not items:
                 return round_index
+            kept = sum(min(len(entry.kept), config.per_label) for entry in earlier.values())
             mine = share(make_batches(items, maker.context_length, config.batch_size), *_rank(state))
-            bar.update(bar_task, total=bar.tasks[0].total + sum(map(len, mine)), status=f"round {round_index}")
+            status = f"round {round_index}" + (f", {kept}/{config.per_label * len(spec.labels)} kept" if kept else "")
+            bar.update(bar_task, total=bar.tasks[0].total + sum(map(len, mine)), status=status)
             for batch in mine:
                 missing = [item for item in batch if item.index not in records]
                 if missing:  # the whole batch again: the same rows give the same samples
@@ -197,7 +250,7 @@ def _run_rounds(
                     writer.write(made[item.index] for item in missing)
                 bar.advance(bar_task, len(batch))
             state.wait_for_everyone()
-    return config.top_up_rounds + 1
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _rank(state: PartialState) -> tuple[int, int]:

@@ -143,9 +143,13 @@ def _jsonl(records: Iterable[Mapping[str, Any]]) -> str:
 
 def finalize(
     out: Path, records: Sequence[Mapping[str, Any]], labels: Sequence[str], per_label: int, dedup: DedupKey,
-    info: dict[str, Any],
+    info: dict[str, Any], gave_up: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Write the merged output, the rejected samples and the summary (``info`` added to it); remove the parts."""
+    """Write the merged output, the rejected samples and the summary (``info`` added to it); remove the parts.
+
+    ``gave_up``: the labels that ended short of ``per_label`` and why (see ``plan.give_up_reason``).
+    """
+    gave_up = dict(gave_up or {})
     tallies = tally(records, labels, dedup)
     written = sorted((r for t in tallies.values() for r in t.kept[:per_label]), key=lambda r: r["index"])
     rejected = sorted((r for t in tallies.values() for r in t.rejected), key=lambda r: r["index"])
@@ -158,6 +162,7 @@ def finalize(
             "surplus": max(0, len(t.kept) - per_label),  # kept but beyond the target (top-up rounds overshoot)
             "shortfall": max(0, per_label - len(t.kept)),
             "rejected": {reason.value: t.reasons[reason.value] for reason in Reject},
+            "gave_up": gave_up.get(label),
         }
         for label, t in tallies.items()
     }
@@ -168,6 +173,7 @@ def finalize(
         "written": len(written),
         "filters": {reason.value: sum(t.reasons[reason.value] for t in tallies.values()) for reason in Reject},
         "labels": per_label_summary,
+        "gave_up": {label: gave_up[label] for label in labels if label in gave_up},  # empty: every label complete
         "files": {"synthetic": str(out), "rejected": str(rejected_path(out))},
     }
     atomic_write_json(summary_path(out), summary)
