@@ -23,6 +23,7 @@ from typing import Any
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 REFERENCE = "pft+prompt"  # every weight trains (with a soft prompt): the full-model reference
+TYPES = ("prompt", "prefix", "lora", REFERENCE)
 # K per label -> (steps, batch size); dev every 25 steps
 STEPS = {16: (150, 8), 64: (200, 16), 256: (250, 16)}
 # the full model at LM-BFF's learning rate range: 3e-5 moves it in a few hundred steps
@@ -114,7 +115,7 @@ def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
     for task in args.tasks:
         for path in sorted((args.out / task).glob("seed-*/*-k*/record.json")):
             records.append(json.loads(path.read_text()))
-    order = {name: i for i, name in enumerate(["prompt", "prefix", "lora", REFERENCE])}
+    order = {name: i for i, name in enumerate(TYPES)}
     return sorted(records, key=lambda r: (r["task"], r["seed"], order.get(r["peft"], 9), r["k"]))
 
 
@@ -133,10 +134,13 @@ def write_report(records: list[dict[str, Any]], args: argparse.Namespace) -> Non
     tasks = sorted({r["task"] for r in records})
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
-        for peft in dict.fromkeys(r["peft"] for r in curves if r["task"] == task):
+        for i, peft in enumerate(TYPES):  # one colour per type in every panel
             rows = sorted((r for r in curves if r["task"] == task and r["peft"] == peft), key=lambda r: r["k"])
-            ax.plot([r["k"] for r in rows], [r["balanced_accuracy"] for r in rows], marker="o", label=peft)
+            if rows:
+                x, y = [r["k"] for r in rows], [r["balanced_accuracy"] for r in rows]
+                ax.plot(x, y, marker="o", color=f"C{i}", label=peft)
         ax.set(title=task, xscale="log", xlabel="gold examples per label (K)", ylabel="balanced accuracy %")
+        ax.minorticks_off()
         ax.set_xticks(sorted(STEPS), [str(k) for k in sorted(STEPS)])
         ax.legend()
     fig.tight_layout()
@@ -166,7 +170,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=["RTE", "MRPC", "SICK"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[13])
-    parser.add_argument("--types", nargs="+", default=["prompt", "prefix", "lora", REFERENCE])
+    parser.add_argument("--types", nargs="+", default=list(TYPES), choices=TYPES)
     parser.add_argument("--k", nargs="+", type=int, default=sorted(STEPS), choices=sorted(STEPS))
     parser.add_argument("--model", default=None, help="classifier model (default: the offline SmolLM2-135M)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (1 when two jobs share 2 cores)")
