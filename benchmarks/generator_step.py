@@ -2,7 +2,8 @@
 
 DawGen runs twice: with the exact hypergradient (the double backward, the default) and with
 ``hypergradient = finite-difference`` (DARTS: one no-grad forward under Q +/- eps v instead of the
-double backward).
+double backward); plain and both DawGen runs again with deep label prompts (``prompt_depth = deep``),
+whose ratios are over plain with deep prompts.
 
 Same model (SmolLM2-135M-Instruct, offline), same label-balanced batches (RTE k-shot seed 13, or the
 demo set; 2 per label), same prompt length (20) and precision ("auto": fp32 on CPUs without native
@@ -24,11 +25,14 @@ import subprocess
 import sys
 import time
 
-RUNS = {  # name: (variant, hypergradient)
-    "plain": ("plain", "exact"),
-    "fewgen": ("fewgen", "exact"),
-    "dawgen": ("dawgen", "exact"),
-    "dawgen-fd": ("dawgen", "finite-difference"),
+RUNS = {  # name: (variant, hypergradient, prompt depth)
+    "plain": ("plain", "exact", "input"),
+    "fewgen": ("fewgen", "exact", "input"),
+    "dawgen": ("dawgen", "exact", "input"),
+    "dawgen-fd": ("dawgen", "finite-difference", "input"),
+    "plain-deep": ("plain", "exact", "deep"),
+    "dawgen-deep": ("dawgen", "exact", "deep"),
+    "dawgen-fd-deep": ("dawgen", "finite-difference", "deep"),
 }
 
 
@@ -49,10 +53,10 @@ def worker(name: str, model: str, steps: int, per_label: int, prompt_tokens: int
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     task, split = rte_or_demo_split()
-    variant, hypergradient = RUNS[name]
+    variant, hypergradient, depth = RUNS[name]
     config = GeneratorConfig(
         variant=variant, hypergradient=hypergradient, num_prompt_tokens=prompt_tokens, per_label_batch=per_label,
-        device="cpu",
+        device="cpu", prompt_depth=depth,
     )  # fmt: skip
     trainer = GeneratorTrainer(load_model(model), task, config)
     sequences = trainer.builder.encode_all(split.train)
@@ -66,7 +70,7 @@ def worker(name: str, model: str, steps: int, per_label: int, prompt_tokens: int
     seconds = (time.perf_counter() - start) / steps
     tokens = sum(len(s.context) + len(s.target) + prompt_tokens for b in batches[1:] for s in b) / steps
     return {
-        "run": name, "variant": variant, "hypergradient": hypergradient, "seconds_per_step": seconds,
+        "run": name, "variant": variant, "hypergradient": hypergradient, "depth": depth, "seconds_per_step": seconds,
         "peak_rss_mb": peak_rss_mb(), "rss_after_load_mb": loaded_rss,
         "tokens_per_batch": tokens, "precision": str(trainer.objective.autocast_dtype or "fp32"),
         "threads": torch.get_num_threads(),
@@ -109,9 +113,14 @@ def main() -> None:
           f"{args.prompt_tokens} prompt tokens, ~{plain['tokens_per_batch']:.0f} tokens per batch, "
           f"{plain['precision']}, {plain['threads']} threads")  # fmt: skip
     for name, r in results.items():
-        print(f"{name:>9}: {r['seconds_per_step']:.3f} s/step ({r['seconds_per_step'] / plain['seconds_per_step']:.2f}x"
+        ratio = r["seconds_per_step"] / plain["seconds_per_step"]
+        print(f"{name:>14}: {r['seconds_per_step']:.3f} s/step ({ratio:.2f}x"
               f" plain), peak RSS {r['peak_rss_mb']:.0f} MB ({r['peak_rss_mb'] / plain['peak_rss_mb']:.2f}x plain;"
               f" {r['rss_after_load_mb']:.0f} MB after loading)")  # fmt: skip
+    deep = results["plain-deep"]["seconds_per_step"]
+    print(f"plain_deep_over_plain: {deep / plain['seconds_per_step']:.2f}")
+    print(f"deep_dawgen_over_plain_deep: {results['dawgen-deep']['seconds_per_step'] / deep:.2f}")
+    print(f"deep_dawgen_fd_over_plain_deep: {results['dawgen-fd-deep']['seconds_per_step'] / deep:.2f}")
     print(f"fewgen_over_plain: {results['fewgen']['seconds_per_step'] / plain['seconds_per_step']:.2f}")
     print(f"dawgen_over_plain: {results['dawgen']['seconds_per_step'] / plain['seconds_per_step']:.2f}")
     print(f"dawgen_fd_over_plain: {results['dawgen-fd']['seconds_per_step'] / plain['seconds_per_step']:.2f}")

@@ -43,6 +43,9 @@ def tune_generator_command(
     epochs: Annotated[int | None, typer.Option(help="Epochs over the few-shot set.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate of the label prompts (AdamW).")] = None,
     prompt_tokens: Annotated[int | None, typer.Option(help="Soft-prompt length per label.")] = None,
+    prompt_depth: Annotated[
+        str | None, typer.Option(help="input (embeddings, default) or deep (key/value prefixes at every layer).")
+    ] = None,
     per_label_batch: Annotated[int | None, typer.Option(help="Examples of every label in a batch.")] = None,
     lambda_dist: Annotated[float | None, typer.Option(help="Weight of the distribution-aligned loss.")] = None,
     disc_form: Annotated[str | None, typer.Option(help="L_disc form: ce (default) or ratio.")] = None,
@@ -63,7 +66,7 @@ def tune_generator_command(
         "task": task, "data": data, "model": model, "out": out, "seed": seed, "variant": variant, "epochs": epochs,
         "learning_rate": lr, "num_prompt_tokens": prompt_tokens, "per_label_batch": per_label_batch,
         "lambda_dist": lambda_dist, "disc_form": disc_form, "dist_pairing": dist_pairing, "precision": precision,
-        "device": device, "hypergradient": hypergradient,
+        "device": device, "hypergradient": hypergradient, "prompt_depth": prompt_depth,
     }  # fmt: skip
     try:
         run, options = split_run_options(options_of(config, flags, set_), ("task", "data"), GENERATOR_RUN_KEYS)

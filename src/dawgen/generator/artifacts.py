@@ -1,7 +1,9 @@
 """The tuned generator as a folder: label prompts and weight net in safetensors, settings in JSON.
 
 ``generator.json`` names the base model (load it with ``dawgen.models.load_model``), the task and
-its labels, the variant and every hyperparameter; the prompts are [L, m, d] float32.
+its labels, the variant, every hyperparameter and the prompts' layout (``prompts.PromptLayout``); the
+prompts are one float32 tensor [L, *layout.row_shape()]: [L, m, d] input prompts, or [L, F] flat deep
+ones (key/value prefixes, then connector embeddings). A folder without a layout holds input prompts.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from dawgen.config import config_from_dict, to_dict
 from dawgen.constants import GENERATOR_DIR
 from dawgen.generator.config import GeneratorConfig
+from dawgen.generator.prompts import PromptLayout
 from dawgen.generator.weight_net import WeightNet
 from dawgen.utils.io import atomic_dir, atomic_write_json, read_json_object
 
@@ -41,9 +44,21 @@ class TunedGenerator:
     connector: str
     pair: bool
     info: dict[str, Any] = field(default_factory=dict)  # e.g. the kept epoch and its dev metrics
+    layout: PromptLayout | None = None  # None: input prompts, [L, m, d]
+
+    def __post_init__(self) -> None:
+        if self.layout is None:
+            if self.prompts.dim() != 3:
+                raise ValueError(f"input label prompts are [labels, tokens, dim], got {list(self.prompts.shape)}")
+            self.layout = PromptLayout.input(int(self.prompts.shape[1]), int(self.prompts.shape[2]))
+
+    @property
+    def prompt_layout(self) -> PromptLayout:
+        assert self.layout is not None
+        return self.layout
 
     def prompt_for(self, label: str) -> torch.Tensor:
-        """[m, d] the prompt of ``label``."""
+        """The prompt of ``label`` (one row of ``prompts``)."""
         return self.prompts[self.labels.index(label)]
 
 
@@ -59,6 +74,7 @@ def save_generator(generator: TunedGenerator, folder: str | Path) -> Path:
         "pair": generator.pair,
         "variant": generator.config.variant.value,
         "prompt_shape": list(generator.prompts.shape),
+        "layout": generator.prompt_layout.to_dict(),
         "weight_net": None if net is None else {"in_features": net.in_features, "hidden": net.hidden},
         "config": to_dict(generator.config),
         "info": generator.info,
@@ -114,6 +130,13 @@ def load_generator(folder: str | Path) -> TunedGenerator:
         raise GeneratorFolderError(
             f"{folder}: label prompts of shape {list(prompts.shape)} do not match {SETTINGS_FILE}"
         )
+    layout = None
+    if settings.get("layout") is not None:
+        try:
+            layout = PromptLayout.from_dict(settings["layout"])
+            layout.split(prompts)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GeneratorFolderError(f"{settings_path}: bad prompt layout {settings['layout']!r} ({exc})") from None
     net = None
     if settings["weight_net"] is not None:
         net = WeightNet(settings["weight_net"]["in_features"], settings["weight_net"]["hidden"])
@@ -132,4 +155,5 @@ def load_generator(folder: str | Path) -> TunedGenerator:
         connector=settings["connector"],
         pair=settings["pair"],
         info=settings["info"],
+        layout=layout,
     )

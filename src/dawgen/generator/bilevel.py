@@ -35,7 +35,7 @@ from dawgen.generator.losses import (
     token_disc_loss,
     token_weights,
 )
-from dawgen.generator.prompts import TargetScores, every_label_passes, own_label_passes, score_targets
+from dawgen.generator.prompts import PromptLayout, TargetScores, every_label_passes, own_label_passes, score_targets
 from dawgen.generator.sequences import GenBatch
 from dawgen.generator.weight_net import WeightNet
 
@@ -62,18 +62,32 @@ class BatchScores:
 
 
 class GeneratorObjective:
-    """The losses of ``config.variant`` on a frozen causal LM, as functions of the label prompts [L, m, d]."""
+    """The losses of ``config.variant`` on a frozen causal LM, as functions of the label prompts
+    ([L, *layout.row_shape()]; no ``layout``: input prompts [L, m, d])."""
 
-    def __init__(self, model: Any, config: GeneratorConfig, num_labels: int, autocast_dtype: torch.dtype | None):
+    def __init__(
+        self, model: Any, config: GeneratorConfig, num_labels: int, autocast_dtype: torch.dtype | None,
+        layout: PromptLayout | None = None,
+    ) -> None:  # fmt: skip
         self.model = model
         self.config = config
         self.num_labels = num_labels
         self.autocast_dtype = autocast_dtype
+        self.layout = layout
+
+    @property
+    def prompt_slots(self) -> int:
+        """Positions a batch reserves for input prompts (``collate``)."""
+        return self.config.num_prompt_tokens if self.layout is None else self.layout.input_slots
+
+    def _score(
+        self, batch: GenBatch, prompts: torch.Tensor, passes: torch.Tensor, dtype: torch.dtype | None
+    ) -> TargetScores:
+        return score_targets(self.model, batch, prompts, passes, dtype, self.layout)
 
     def every_label(self, prompts: torch.Tensor, batch: GenBatch) -> TargetScores:
         """The batch's target tokens under every label's prompt (pass ``l`` = label ``l``), one forward."""
-        passes = every_label_passes(batch, self.num_labels)
-        return score_targets(self.model, batch, prompts, passes, self.autocast_dtype)
+        return self._score(batch, prompts, every_label_passes(batch, self.num_labels), self.autocast_dtype)
 
     @property
     def pairs_prompts(self) -> bool:
@@ -85,7 +99,7 @@ class GeneratorObjective:
         config = self.config
         if self.pairs_prompts:
             return _own_of_every(self.every_label(prompts, batch), batch)
-        own = score_targets(self.model, batch, prompts, own_label_passes(batch), self.autocast_dtype)
+        own = self._score(batch, prompts, own_label_passes(batch), self.autocast_dtype)
         every = None
         if config.variant is Variant.FEWGEN:
             with torch.no_grad():
@@ -99,7 +113,7 @@ class GeneratorObjective:
         what L_dawgen reads differentiably: FewGen's every-label pass is left out (W's features come from Q)."""
         own = every_label_passes(batch, self.num_labels) if self.pairs_prompts else own_label_passes(batch)
         width = own.shape[1]
-        both = score_targets(self.model, batch, torch.cat([first, second]), torch.cat([own, own + len(first)], 1))
+        both = self._score(batch, torch.cat([first, second]), torch.cat([own, own + len(first)], 1), None)
         halves = []
         for half in (slice(0, width), slice(width, 2 * width)):
             scores = TargetScores(both.logprob[:, half], both.hidden[:, half])

@@ -30,6 +30,13 @@ class Hypergradient(StrEnum):
     FINITE_DIFFERENCE = "finite-difference"  # DARTS: the mixed derivative from two no-grad passes at Q +/- eps v
 
 
+class PromptDepth(StrEnum):
+    """Where a label prompt enters the frozen LM (``prompts.PromptLayout``)."""
+
+    INPUT = "input"  # m vectors fed as input embeddings before the context (the original choice)
+    DEEP = "deep"  # m key/value positions at every layer (FewGen), plus per-label connector (infix) embeddings
+
+
 class DistPairing(StrEnum):
     """Which representation is the negative of an (anchor, positive) pair in L_dist."""
 
@@ -41,6 +48,8 @@ class DistPairing(StrEnum):
 class GeneratorConfig:
     """Generator tuning of a frozen causal LM. Defaults: method.md (FewGen's values where it says so).
 
+    ``prompt_depth`` says where the label prompts enter the LM: ``input`` embeddings or ``deep`` key/value
+    prefixes at every layer (with per-label connector embeddings); ``num_prompt_tokens`` is their length.
     The batch holds ``per_label_batch`` examples of every label. ``learning_rate`` / ``weight_decay``
     drive AdamW on the label prompts, ``weight_net_lr`` / ``weight_net_weight_decay`` Adam on the
     weight net, ``lookahead_lr`` (alpha) the differentiable look-ahead step. ``hypergradient`` picks
@@ -49,6 +58,7 @@ class GeneratorConfig:
     """
 
     variant: Variant = Variant.DAWGEN
+    prompt_depth: PromptDepth = PromptDepth.INPUT
     num_prompt_tokens: int = 20
     first_sentence_tokens: int = 100
     max_length: int = 160  # tokens of the whole sequence, soft prompt not counted
@@ -75,6 +85,7 @@ class GeneratorConfig:
 
     def __post_init__(self) -> None:
         self.variant = Variant(self.variant)
+        self.prompt_depth = PromptDepth(self.prompt_depth)
         self.disc_form = DiscForm(self.disc_form)
         self.dist_pairing = DistPairing(self.dist_pairing)
         self.hypergradient = Hypergradient(self.hypergradient)

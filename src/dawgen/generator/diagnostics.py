@@ -52,7 +52,7 @@ def label_log_likelihoods(
     sums, lengths = [], []
     for start in range(0, len(sequences), batch_size):
         chunk = sequences[start : start + batch_size]
-        batch = collate(chunk, prompts.shape[1], pad_id).to(device)
+        batch = collate(chunk, objective.prompt_slots, pad_id).to(device)
         scores = objective.every_label(prompts, batch)
         total = torch.zeros(len(chunk), objective.num_labels, dtype=scores.logprob.dtype, device=device)
         sums.append(total.index_add(0, batch.target_rows, scores.logprob).cpu())

@@ -69,7 +69,11 @@ def _leading_special_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
 
 
 class SequenceBuilder:
-    """Turns examples into generator sequences for one task and tokenizer (stage 2 reuses ``context_ids``)."""
+    """Turns examples into generator sequences for one task and tokenizer (stage 2 reuses ``context_ids``).
+
+    ``start_token``: a single-sentence context that would be empty (a tokenizer that adds no bos) starts
+    with bos (else eos) instead, so that deep prompts, which occupy no position, have a token to run on.
+    """
 
     def __init__(
         self,
@@ -77,6 +81,7 @@ class SequenceBuilder:
         tokenizer: PreTrainedTokenizerBase,
         first_sentence_tokens: int = 100,
         max_length: int = 160,
+        start_token: bool = False,
     ) -> None:
         if tokenizer.eos_token_id is None:
             raise ValueError("the generator's tokenizer has no eos token; training sequences end with one")
@@ -85,6 +90,9 @@ class SequenceBuilder:
         self.first_sentence_tokens = first_sentence_tokens
         self.max_length = max_length
         self.prefix = _leading_special_ids(tokenizer)
+        if start_token and not self.prefix and not task.pair:  # a deep prompt is no token: something must come first
+            start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+            self.prefix = [start]
         connector = task.generator.connector
         self.connector = self._ids(connector) if task.pair else []
         self.target_space = task.pair and not connector[-1:].isspace()  # " s2" after "...Sentence 2:"

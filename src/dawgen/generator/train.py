@@ -19,7 +19,7 @@ from dawgen.constants import CHECKPOINT_DIR, METRICS_FILE
 from dawgen.data.example import Example
 from dawgen.generator.artifacts import TunedGenerator
 from dawgen.generator.bilevel import GeneratorObjective, generator_step
-from dawgen.generator.config import GeneratorConfig
+from dawgen.generator.config import GeneratorConfig, PromptDepth
 from dawgen.generator.diagnostics import dev_metrics, weight_stats
 from dawgen.generator.prompts import LabelPrompts, label_texts
 from dawgen.generator.sequences import GenSequence, SequenceBuilder, balanced_epoch, collate, steps_per_epoch
@@ -64,13 +64,18 @@ class GeneratorTrainer:
         self.model = loaded.model.to(self.device).eval()
         self.tokenizer = loaded.tokenizer
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self.builder = SequenceBuilder(task, self.tokenizer, config.first_sentence_tokens, config.max_length)
-        self.objective = GeneratorObjective(
-            self.model, config, task.num_labels, resolve_precision(config.precision, self.device)
+        deep = config.prompt_depth is PromptDepth.DEEP
+        self.builder = SequenceBuilder(
+            task, self.tokenizer, config.first_sentence_tokens, config.max_length, start_token=deep
         )
-        texts = label_texts(task)
-        self.prompts = LabelPrompts.from_texts(self.model, self.tokenizer, texts, config.num_prompt_tokens)
+        self.prompts = LabelPrompts.from_texts(
+            self.model, self.tokenizer, label_texts(task), config.num_prompt_tokens, config.prompt_depth,
+            self.builder.connector,
+        )  # fmt: skip
         self.prompts.to(self.device)
+        self.objective = GeneratorObjective(
+            self.model, config, task.num_labels, resolve_precision(config.precision, self.device), self.prompts.layout
+        )
         head = self.model.get_output_embeddings()
         net = make_weight_net(config, getattr(head, "in_features", loaded.embedding_dim))
         self.weight_net = None if net is None else net.to(self.device)
@@ -93,7 +98,7 @@ class GeneratorTrainer:
     # -- steps and evaluation -----------------------------------------------------------------
     def take_step(self, sequences: Sequence[GenSequence]) -> dict[str, Any]:
         """One training step on a batch; returns its diagnostics."""
-        batch = collate(sequences, self.config.num_prompt_tokens, self.pad_id).to(self.device)
+        batch = collate(sequences, self.objective.prompt_slots, self.pad_id).to(self.device)
         started = time.perf_counter()
         parts, extra = generator_step(
             self.objective, self.prompts.weight, self.weight_net, self.prompt_optimizer, self.weight_optimizer, batch
@@ -164,6 +169,7 @@ class GeneratorTrainer:
             net.load_state_dict(self.best_weight_net)
         return TunedGenerator(
             prompts=self.best_prompts.cpu(), weight_net=net, config=self.config, base_model=self.loaded.name,
+            layout=self.prompts.layout,
             task=self.task.name, labels=self.task.labels, connector=self.task.generator.connector,
             pair=self.task.pair,
             info={"best_epoch": self.state.best_epoch, "best_step": self.state.best_step, **self.state.best_dev},

@@ -26,6 +26,16 @@ def insert_soft_prompt(embeds: torch.Tensor, slots: torch.Tensor, prompt: torch.
     return embeds.masked_scatter(slots.unsqueeze(-1), source.to(embeds.dtype).reshape(batch, -1, dim))
 
 
+def text_token_ids(tokenizer: PreTrainedTokenizerBase, text: str, num_tokens: int) -> list[int]:
+    """The token ids of ``text``, repeated or cut to exactly ``num_tokens``."""
+    if not text:
+        raise ValueError("prompt init 'text' needs init_text")
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise ValueError(f"the prompt init text {text!r} has no tokens")
+    return (ids * (num_tokens // len(ids) + 1))[:num_tokens]
+
+
 def initial_prompt(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -39,11 +49,7 @@ def initial_prompt(
     if init is PromptInit.RANDOM:
         return torch.rand(num_virtual_tokens, table.shape[1], generator=generator) - 0.5
     if init is PromptInit.TEXT:
-        if not init_text:
-            raise ValueError("prompt init 'text' needs init_text")
-        ids = tokenizer(init_text, add_special_tokens=False)["input_ids"]
-        ids = (ids * (num_virtual_tokens // len(ids) + 1))[:num_virtual_tokens]
-        return table[torch.tensor(ids)].clone()
+        return table[torch.tensor(text_token_ids(tokenizer, init_text or "", num_virtual_tokens))].clone()
     common = min(5000, table.shape[0])  # BPE vocabularies put frequent tokens first
     rows = torch.randint(0, common, (num_virtual_tokens,), generator=generator)
     return table[rows].clone()

@@ -1,4 +1,5 @@
 """Batched decoding under one label prompt: the prompt's keys/values computed once, then a KV-cached loop.
+A deep prompt's keys/values are the prompt itself (``PromptCache.from_prefix``).
 
 Every row is ``[label prompt (m vectors)][pad ...][context tokens][generated ...]``: the prompt's cache
 is copied to the batch size, the left-padded contexts are prefilled with positions that continue
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from transformers import DynamicCache
 
+from dawgen.models.kv_prefix import KVShape, prefix_cache
 from dawgen.models.precision import autocast
 
 NUCLEUS_CANDIDATES = (256, 4096)  # the nucleus is looked for among the top tokens first (a full sort is slow on CPU)
@@ -66,17 +68,34 @@ def _forward(model: Any, cache: Any, attention: torch.Tensor, positions: torch.T
 
 
 class PromptCache:
-    """One label prompt run through the frozen LM once: its keys/values and the logits after it."""
+    """One label prompt's keys/values in the frozen LM, computed once: an input prompt ([m, d]) run
+    through the model, with the logits after it; or a deep prompt, whose prefix *is* the cache (no
+    logits: its contexts are never empty), with the embeddings that replace its contexts' connector."""
 
     def __init__(self, model: Any, prompt: torch.Tensor, autocast_dtype: torch.dtype | None = None) -> None:
         device = model.device
-        self.prompt = prompt.to(device=device, dtype=model.dtype)
         self.length = int(prompt.shape[0])
+        self.infix: torch.Tensor | None = None
         positions = torch.arange(self.length, device=device)[None]
         attention = torch.ones(1, self.length, dtype=torch.long, device=device)
         self.cache = DynamicCache(config=model.config)
+        self.last_logits: torch.Tensor | None = None
+        embeds = prompt.to(device=device, dtype=model.dtype)[None]
         with torch.no_grad(), autocast(device, autocast_dtype):
-            self.last_logits = _forward(model, self.cache, attention, positions, inputs_embeds=self.prompt[None])[0]
+            self.last_logits = _forward(model, self.cache, attention, positions, inputs_embeds=embeds)[0]
+
+    @classmethod
+    def from_prefix(
+        cls, model: Any, prefix: torch.Tensor, shape: KVShape, infix: torch.Tensor | None = None,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> PromptCache:  # fmt: skip
+        """The cache of a deep prompt: ``prefix`` [m, width] at every layer, ``infix`` [c, d] or None."""
+        made = cls.__new__(cls)
+        made.length = int(prefix.shape[0])
+        made.cache = prefix_cache(model, prefix.to(model.device)[None], shape, autocast_dtype)
+        made.last_logits = None
+        made.infix = None if infix is None else infix.to(device=model.device)
+        return made
 
     def expanded(self, batch_size: int) -> DynamicCache:
         """A fresh copy of the cache for ``batch_size`` rows (the original stays untouched)."""
@@ -109,8 +128,15 @@ def _prefill(
     if isinstance(prompt, PromptCache):
         cache = prompt.expanded(batch)
         if ids.shape[1] == 0:  # nothing to add to the prompt (single-sentence task without bos)
+            if prompt.last_logits is None:
+                raise ValueError("a deep prompt needs a context of at least one token")
             return prompt.last_logits.expand(batch, -1), cache, attention, next_positions
-        return _forward(model, cache, attention, positions, input_ids=ids), cache, attention, next_positions
+        if prompt.infix is None:
+            return _forward(model, cache, attention, positions, input_ids=ids), cache, attention, next_positions
+        embeds = model.get_input_embeddings()(ids)
+        width = len(prompt.infix)  # left-padded: every context ends with its connector
+        embeds = torch.cat([embeds[:, : ids.shape[1] - width], prompt.infix.to(embeds.dtype).expand(batch, -1, -1)], 1)
+        return _forward(model, cache, attention, positions, inputs_embeds=embeds), cache, attention, next_positions
     prompt = prompt.to(device=device, dtype=model.dtype)
     embeds = torch.cat([prompt.expand(batch, -1, -1), model.get_input_embeddings()(ids)], dim=1)
     all_positions = torch.cat([torch.arange(length, device=device).expand(batch, -1), positions], dim=1)

@@ -31,21 +31,22 @@ class SampleMaker:
     ) -> None:  # fmt: skip
         if loaded.family is not Family.DECODER:
             raise ValueError(f"the generator must be a causal LM; {loaded.name} is a {loaded.family.value} model")
-        if loaded.embedding_dim != generator.prompts.shape[-1]:
+        self.layout = generator.prompt_layout
+        if loaded.embedding_dim != self.layout.embed_dim:
             raise ValueError(
-                f"the label prompts have width {generator.prompts.shape[-1]}, "
+                f"the label prompts have width {self.layout.embed_dim}, "
                 f"but {loaded.name} embeds tokens in {loaded.embedding_dim} dimensions: is it the generator's model?"
             )
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.task, self.config, self.pool, self.generator_id = task, config, pool, generator_id
         self.budget = config.first_sentence_tokens or generator.config.first_sentence_tokens
         room = max(generator.config.max_length, self.budget + CONTEXT_ROOM)
-        self.builder = SequenceBuilder(task, self.tokenizer, self.budget, room)
+        self.builder = SequenceBuilder(task, self.tokenizer, self.budget, room, start_token=self.layout.deep)
         self.prompts = generator.prompts.to(device)
         self.autocast_dtype = resolve_precision(config.precision, device)
         self.caches = None
         if config.reuse_prompt_cache:  # each label prompt's keys/values, computed once for the whole run
-            self.caches = [PromptCache(self.model, prompt, self.autocast_dtype) for prompt in self.prompts]
+            self.caches = [self._cache(label) for label in range(task.num_labels)]
         self.settings = [
             SamplingSettings(
                 eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id,
@@ -56,6 +57,15 @@ class SampleMaker:
             for label in task.labels
         ]  # fmt: skip
         self._first: dict[int, tuple[list[int], str | None]] = {}
+
+    def _cache(self, label: int) -> PromptCache:
+        """Label ``label``'s prompt as keys/values: an input prompt run through the model, a deep one as is."""
+        if not self.layout.deep:
+            return PromptCache(self.model, self.prompts[label], self.autocast_dtype)
+        assert self.layout.kv is not None
+        prefix, infix = self.layout.split(self.prompts[label : label + 1])
+        connector = None if infix is None else infix[0]
+        return PromptCache.from_prefix(self.model, prefix[0], self.layout.kv, connector, self.autocast_dtype)
 
     def first_sentence(self, slot: int) -> tuple[list[int], str | None]:
         """The context tokens of ``slot`` and its first sentence as conditioned on (cut to the token budget)."""
@@ -76,7 +86,10 @@ class SampleMaker:
         """The records of ``batch`` (all of one label), by sample index."""
         label = batch[0].label
         contexts = [self.first_sentence(item.slot)[0] for item in batch]
-        prompt = self.caches[label] if self.caches is not None else self.prompts[label]
+        if self.caches is not None:
+            prompt: PromptCache | torch.Tensor = self.caches[label]
+        else:  # an input prompt's keys/values are then computed in the batch's prefill
+            prompt = self._cache(label) if self.layout.deep else self.prompts[label]
         seeds = [row_seed(self.config.seed, item.index) for item in batch]
         rows = generate_batch(self.model, prompt, contexts, seeds, self.settings[label], self.autocast_dtype)
         records = {item.index: self._record(item, row) for item, row in zip(batch, rows, strict=True)}
@@ -110,9 +123,9 @@ class SampleMaker:
             return
         eos = self.tokenizer.eos_token_id
         sequences = [GenSequence(contexts[k], [*rows[k].tokens, eos], batch[k].label) for k in passed]
-        scored = collate(sequences, self.prompts.shape[1], self.tokenizer.pad_token_id).to(self.prompts.device)
+        scored = collate(sequences, self.layout.input_slots, self.tokenizer.pad_token_id).to(self.prompts.device)
         passes = every_label_passes(scored, self.task.num_labels)
-        logprob = score_targets(self.model, scored, self.prompts, passes, self.autocast_dtype).logprob
+        logprob = score_targets(self.model, scored, self.prompts, passes, self.autocast_dtype, self.layout).logprob
         means = mean_per_row(logprob.float().cpu(), scored.target_rows.cpu(), len(sequences))
         margins = label_margins(means, scored.labels.cpu())
         for k, mean, margin in zip(passed, means.tolist(), margins.tolist(), strict=True):
