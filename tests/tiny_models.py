@@ -6,7 +6,8 @@ SmolLM2), a WordPiece for BERT (``[CLS] ... [SEP]``) and a Unigram with Metaspac
 ``</s>``, has the sentinel ``<extra_id_0>``); the last two are built from word counts so they are
 deterministic. In every one, " Yes", " No", " Maybe" (and the lower-case forms) are single tokens.
 The Llama and BERT weights use a larger init than the default 0.02, so a soft prompt can move the
-label-word logits within a few training steps.
+label-word logits within a few training steps. ``build_tiny_gemma3`` adds a Gemma 3 text decoder on the
+decoder's tokenizer (scaled input embeddings, tied head, sliding and full attention, capped logits).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import (
     BertConfig,
     BertForMaskedLM,
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
     LlamaConfig,
     LlamaForCausalLM,
     PreTrainedTokenizerFast,
@@ -198,6 +201,44 @@ def _seq2seq_model(tokenizer: PreTrainedTokenizerFast) -> T5ForConditionalGenera
         decoder_start_token_id=tokenizer.pad_token_id,
     )
     return T5ForConditionalGeneration(config)
+
+
+GEMMA3_HIDDEN = 32
+GEMMA3_SOFTCAP = 30.0  # final_logit_softcapping; Gemma 3 270M has none, Gemma 2 used 30
+
+
+def _gemma3_model(tokenizer: PreTrainedTokenizerFast) -> Gemma3ForCausalLM:
+    """Gemma 3's text decoder: scaled input embeddings, tied head, sliding + full attention, capped logits."""
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=GEMMA3_HIDDEN,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=8,
+        query_pre_attn_scalar=8,
+        sliding_window=8,
+        layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=None,  # the default 0 is the tokenizer's <s>; loading pads with eos, as for SmolLM2
+        final_logit_softcapping=GEMMA3_SOFTCAP,
+        tie_word_embeddings=True,
+        initializer_range=0.1,
+    )
+    return Gemma3ForCausalLM(config)
+
+
+def build_tiny_gemma3(folder: str | Path, seed: int = SEED) -> Path:
+    """A tiny random Gemma 3 text model with the decoder's BPE tokenizer, saved into ``folder``."""
+    folder = Path(folder)
+    tokenizer = decoder_tokenizer(corpus(seed=seed))
+    torch.manual_seed(seed)
+    _gemma3_model(tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
 
 
 _BUILDERS = {

@@ -37,7 +37,11 @@ RUN_KEYS = ("task", "data", "test", "synthetic", "drop_copies", "model", "out", 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML file of options (flags win).")]
 TaskOpt = Annotated[str | None, typer.Option(help="Built-in task name (see `dawgen tasks`) or a task YAML file.")]
 ModelOpt = Annotated[
-    str | None, typer.Option(help="Hub id, local folder, .gguf file, or 'smollm2-135m' (offline default).")
+    str | None,
+    typer.Option(
+        help="Hub id, local folder, .gguf file, or a built-in offline model: 'smollm2-135m' (the default) or "
+        "'gemma3-270m' (optional extra, Gemma Terms of Use; see the README)."
+    ),
 ]
 DataOpt = Annotated[
     str | None, typer.Option(help="k-shot folder, data root (<TASK>/k-shot/<k>-<seed>), training file, or hf:NAME.")

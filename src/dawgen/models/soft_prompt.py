@@ -44,12 +44,26 @@ def initial_prompt(
     generator: torch.Generator,
     init_text: str | None = None,
 ) -> torch.Tensor:
-    """A [num_virtual_tokens, d] float32 starting point for the prompt."""
-    table = model.get_input_embeddings().weight.detach().float()
+    """A [num_virtual_tokens, d] float32 starting point for the prompt.
+
+    Token-based starts are the input embedding module applied to token ids, not raw rows of its
+    ``weight``: the two differ where the module rescales its output (Gemma 3 multiplies by
+    sqrt(hidden size)), and the prompt replaces that module's output (``insert_soft_prompt``).
+    """
+    embedding = model.get_input_embeddings()
+    vocab_size, dim = embedding.weight.shape
     if init is PromptInit.RANDOM:
-        return torch.rand(num_virtual_tokens, table.shape[1], generator=generator) - 0.5
+        return torch.rand(num_virtual_tokens, dim, generator=generator) - 0.5
     if init is PromptInit.TEXT:
-        return table[torch.tensor(text_token_ids(tokenizer, init_text or "", num_virtual_tokens))].clone()
-    common = min(5000, table.shape[0])  # BPE vocabularies put frequent tokens first
-    rows = torch.randint(0, common, (num_virtual_tokens,), generator=generator)
-    return table[rows].clone()
+        rows = torch.tensor(text_token_ids(tokenizer, init_text or "", num_virtual_tokens))
+    else:
+        common = min(5000, vocab_size)  # BPE vocabularies put frequent tokens first
+        rows = torch.randint(0, common, (num_virtual_tokens,), generator=generator)
+    return embed_tokens(model, rows)
+
+
+def embed_tokens(model: PreTrainedModel, ids: torch.Tensor) -> torch.Tensor:
+    """[..., d] float32: what the model's input embedding module makes of ``ids`` (no gradient)."""
+    embedding = model.get_input_embeddings()
+    with torch.no_grad():
+        return embedding(ids.to(embedding.weight.device)).float()

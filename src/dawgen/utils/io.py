@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 PathLike = str | os.PathLike[str]
 
@@ -45,6 +45,28 @@ def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> Pat
             os.unlink(tmp)
         raise
     return final
+
+
+@contextlib.contextmanager
+def atomic_file(path: PathLike) -> Iterator[BinaryIO]:
+    """Yield a binary handle on a temporary sibling of ``path``; when the block ends it becomes ``path``.
+
+    If the block raises, the temporary file is removed and ``path`` is untouched.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=_temp_sibling_prefix(final))
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def atomic_write_json(path: PathLike, obj: Any, *, indent: int | None = 2) -> Path:
