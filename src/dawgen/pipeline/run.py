@@ -28,7 +28,7 @@ from typing import Any
 
 from dawgen.config import ConfigError, to_dict
 from dawgen.constants import GENERATOR_DIR, QUALITY_REPORT, RESULT_FILE, RESULTS_FILE, RESULTS_TABLE, SYNTHETIC_FILE
-from dawgen.data.fingerprint import inputs_fingerprint
+from dawgen.data.fingerprint import content_key, inputs_fingerprint
 from dawgen.data.oracle import ORACLE, ORACLE_LEGEND, SAMPLING_VERSION
 from dawgen.data.sources import load_fewshot, load_labelled, load_test
 from dawgen.data.synthetic import load_synthetic
@@ -275,19 +275,6 @@ def _summary_compute(synthetic: Path) -> dict[str, Any] | None:
         return json.loads(summary_path(synthetic).read_text(encoding="utf-8")).get("compute")
     except (OSError, ValueError, AttributeError):
         return None
-
-
-def content_key(path: str | Path | None) -> str | None:
-    """A short hash of a file's bytes, or of every file in a folder (an external synthetic set)."""
-    if path is None or not Path(path).exists():
-        return None
-    root = Path(path)
-    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(str(file.relative_to(root) if root.is_dir() else file.name).encode() + b"\x00")
-        digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def _saved_or(folder: Path, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
