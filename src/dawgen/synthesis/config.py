@@ -29,7 +29,8 @@ class Reject(StrEnum):
     NO_EOS = "no_eos"  # no eos within max_new_tokens: the text did not end
     EMPTY = "empty"
     NEWLINE = "newline"
-    COPY = "copy"  # a copy or near-copy of the first sentence
+    COPY = "copy"  # a copy of the first sentence: word sets that overlap by copy_threshold or more
+    NEAR_COPY = "near_copy"  # a spelling or one-word variant: character similarity of char_copy_threshold or more
     INCONSISTENT = "label_inconsistent"  # another label's prompt explains the sample as well or better
     DUPLICATE = "duplicate"
 
@@ -47,6 +48,11 @@ class GenerationConfig:
     that gave up is named in a warning and in the summary's ``gave_up``. ``copy_threshold``:
     Jaccard overlap of the lower-cased word sets of the two sentences at or above which the second
     counts as a copy of the first.
+
+    Filters against wrong labels and shortcuts (the last group of fields): ``char_copy_threshold``, the
+    character-level similarity (``filters.char_similarity``) at or above which the second sentence is a
+    near-copy of the first (0.9: a spelling variant or one changed short word in a sentence of 60
+    characters is caught, a real paraphrase scores 0.3-0.55; 1.0 catches nothing the word-set check misses).
     """
 
     per_label: int = 5000
@@ -68,6 +74,8 @@ class GenerationConfig:
     precision: str = "auto"
     device: str = "auto"
     seed: int = 13
+    # -- filters against wrong labels and shortcuts (issue 16) --
+    char_copy_threshold: float = 0.9
 
     def __post_init__(self) -> None:
         self.decoding = Decoding(self.decoding)
@@ -92,6 +100,12 @@ class GenerationConfig:
             raise ValueError(f"top_up_rounds must be non-negative, got {self.top_up_rounds}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        self._check_kshot_filters()
+
+    def _check_kshot_filters(self) -> None:
+        """The options of the filters against wrong labels and shortcuts."""
+        if not 0 < self.char_copy_threshold <= 1:
+            raise ValueError(f"char_copy_threshold must be in (0, 1], got {self.char_copy_threshold}")
 
     @property
     def attempts_bound(self) -> int:

@@ -87,7 +87,7 @@ class SampleMaker:
     def _record(self, item: WorkItem, row: GeneratedRow) -> dict[str, Any]:
         text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
         first = self.first_sentence(item.slot)[1]
-        reason = text_rejection(text, row.finished, first, self.config.copy_threshold)
+        reason = text_rejection(text, row.finished, first, self.config.copy_threshold, self.config.char_copy_threshold)
         text_a, text_b = (text.strip(), None) if first is None else (first, text.strip())
         return {
             "index": item.index, "round": item.round, "slot": item.slot, "label": self.task.labels[item.label],
