@@ -54,7 +54,8 @@ def test_config_defaults_validation_and_penalties():
     config = GenerationConfig()
     assert (config.per_label, config.top_p, config.temperature, config.max_new_tokens) == (5000, 0.9, 0.8, 50)
     assert not config.greedy and config.dedup is DedupKey.TEXT and config.copy_threshold == 0.9
-    assert config.char_copy_threshold == 0.9
+    assert config.char_copy_threshold == 0.9 and config.consistency_filter == "off" and not config.needs_kshot_train
+    assert (config.judge_confidence, config.relatedness_floor, config.relatedness_quantile) == (0.5, "off", 0.1)
     assert config.top_up_rounds is None and config.attempts_bound == 10 * 5000  # rounds go on, attempts are bounded
     assert GenerationConfig(per_label=4, max_attempts_per_label=7).attempts_bound == 7
     table = {"not_entailment": 1.5}
@@ -64,7 +65,10 @@ def test_config_defaults_validation_and_penalties():
     bad = [{"per_label": 0}, {"top_p": 0}, {"top_p": 1.5}, {"temperature": 0}, {"copy_threshold": 0},
            {"repetition_penalty": -1}, {"top_up_rounds": -1}, {"precision": "fp8"}, {"decoding": "beam"},
            {"first_sentence_tokens": 0}, {"per_label": 5, "max_attempts_per_label": 4}, {"char_copy_threshold": 0},
-           {"char_copy_threshold": 1.2}]  # fmt: skip
+           {"char_copy_threshold": 1.2}, {"consistency_filter": "oracle"}, {"judge_confidence": 1.0},
+           {"judge_confidence": 0}, {"relatedness_floor": "pool"}, {"relatedness_quantile": 1.0},
+           {"relatedness_quantile": -0.1}, {"consistency_filter": "classifier"},
+           {"consistency_filter": "judge", "consistency_classifier": "runs/x"}]  # fmt: skip
     for options in bad:
         with pytest.raises(ConfigError):
             config_from_dict(GenerationConfig, options)

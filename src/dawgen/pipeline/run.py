@@ -115,11 +115,17 @@ class SeedRun:
     def synthetic(self, variant: Variant) -> Synthetic:
         cfg = self.config
         generator, generator_key = self.generator(variant)
-        gen_config = cfg.generation_config(self.seed)
+        gen_config = cfg.generation_config(self.seed, self.task)
         options = {k: v for k, v in to_dict(gen_config).items() if k != "device"}
         pool = cfg.pool_source(self.task)
         precision = stage_precision(gen_config)
-        key = stage_key(generator_key, options, pool, precision)
+        classifier = None  # the stage-3 classifier of consistency_filter: classifier, if any
+        if gen_config.consistency_classifier:
+            from dawgen.classifier.predictor import SavedClassifier
+
+            classifier = SavedClassifier(gen_config.consistency_classifier, precision=gen_config.precision)
+        extra = () if classifier is None else (classifier.identity,)  # what it holds, beside its path
+        key = stage_key(generator_key, options, pool, precision, *extra)
         folder = self.folder / f"synthetic-{variant.value}-{key}"
         path = folder / SYNTHETIC_FILE
 
@@ -127,8 +133,9 @@ class SeedRun:
             from dawgen.synthesis.generate import generate_synthetic
             from dawgen.synthesis.quality import inspect_synthetic
 
-            generate_synthetic(generator / GENERATOR_DIR, path, gen_config, pool=pool, task=self.task,
-                               show_progress=self.show_progress)  # fmt: skip
+            train = _kshot(cfg, self.task, self.seed)[0]  # the judge and relatedness floor learn from it alone
+            generate_synthetic(generator / GENERATOR_DIR, path, gen_config, pool=pool, task=self.task, train=train,
+                               classifier=classifier, show_progress=self.show_progress)  # fmt: skip
             if cfg.quality and not (folder / QUALITY_REPORT).exists():
                 inspect_synthetic(path, cfg.data, task=self.task, seed=self.seed, k=cfg.k, out=folder)
 

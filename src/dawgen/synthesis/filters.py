@@ -1,5 +1,6 @@
 """The filters of generated samples: per sample (no eos, empty, newline, copy, near-copy, label consistency)
-and across samples (duplicates). Each returns the reason a sample is dropped, or None to keep it."""
+and across samples (duplicates). Each returns the reason a sample is dropped, or None to keep it. The
+filters that learn from the k-shot data (judge, relatedness floor) are in ``kshot_filters``."""
 
 from __future__ import annotations
 
