@@ -11,21 +11,25 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from tests_support import TEST_PRECISION
 from typer.testing import CliRunner
 
+from dawgen.classifier.adapter import save_prompt
 from dawgen.cli import app
 from dawgen.cli.pipeline import nest
 from dawgen.config import ConfigError, config_from_dict
 from dawgen.constants import MANIFEST_FILE, RESULTS_FILE, RESULTS_TABLE, SYNTHETIC_FILE
-from dawgen.data.sources import DEMO_TASK_FILE, demo_dir
+from dawgen.data.sources import DEMO_TASK_FILE, demo_dir, load_fewshot
+from dawgen.generator.config import Variant
 from dawgen.models import precision
 from dawgen.models.precision import describe_record
 from dawgen.pipeline import RunConfig, parse_method
 from dawgen.pipeline.manifest import Manifest
 from dawgen.pipeline.methods import MethodKind
 from dawgen.pipeline.run import SeedRun, stage_precision
+from dawgen.tasks import Family
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 DEMO = demo_dir()
@@ -212,6 +216,29 @@ def test_the_oracle_trains_on_gold_pool_rows_that_are_no_kshot_row(talkative_dir
 
     text = report(out).read_text()
     assert "| oracle+paired+surgery [oracle (gold pool labels)] |" in text and "gold-data oracle" in text
+
+
+def test_stage_2_filters_get_the_runs_kshot_split_and_its_classifier(talkative_dir, tiny_decoder_dir, tmp_path,
+                                                                    monkeypatch):  # fmt: skip
+    """The judge and the relatedness floor learn from the run's k-shot train split; ``consistency_classifier``
+    has ``{task}`` and ``{seed}`` filled in, and what the classifier holds is part of the stage key."""
+    calls = []
+    monkeypatch.setattr("dawgen.synthesis.generate.generate_synthetic", lambda *a, **kw: calls.append((a, kw)))
+    monkeypatch.setattr(SeedRun, "generator", lambda self, variant: (tmp_path / "gen", "generator-key"))
+    monkeypatch.setattr(SeedRun, "timed", lambda self, stage, name, folder, key, done, work, precision: work())
+    adapter = tmp_path / "classifiers" / "demo-nli-13" / "adapter"
+    save_prompt(torch.zeros(4, 32), Family.DECODER, str(tiny_decoder_dir), adapter)
+    generation = {"per_label": 4, "consistency_filter": "classifier",
+                  "consistency_classifier": str(tmp_path / "classifiers" / "{task}-{seed}")}  # fmt: skip
+    config = config_from_dict(RunConfig, yaml.safe_load(write_config(tmp_path, talkative_dir,
+                                                                     generation=generation).read_text()))  # fmt: skip
+    run = SeedRun(config, config.specs()[0], 13, tmp_path / "run", "data-key", Manifest(tmp_path, {}), False)
+    first = run.synthetic(Variant.DAWGEN)
+    (_, _, gen_config), kwargs = calls[-1]
+    assert gen_config.consistency_classifier == str(tmp_path / "classifiers" / "demo-nli-13")
+    assert kwargs["classifier"].folder == adapter and kwargs["train"] == load_fewshot(run.task, DEMO).train
+    save_prompt(torch.ones(4, 32), Family.DECODER, str(tiny_decoder_dir), adapter)  # another classifier, same path
+    assert run.synthetic(Variant.DAWGEN).key != first.key
 
 
 # --- precision ------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests_support import DATA, needs_data
 
 from dawgen.config import ConfigError, config_from_dict
@@ -13,6 +15,9 @@ from dawgen.data.example import DataError
 from dawgen.data.sources import demo_dir, demo_task
 from dawgen.synthesis.config import DedupKey, GenerationConfig, Reject
 from dawgen.synthesis.filters import (
+    char_similarity,
+    edit_distance,
+    is_near_copy,
     label_margins,
     mark_duplicates,
     mean_per_row,
@@ -49,6 +54,8 @@ def test_config_defaults_validation_and_penalties():
     config = GenerationConfig()
     assert (config.per_label, config.top_p, config.temperature, config.max_new_tokens) == (5000, 0.9, 0.8, 50)
     assert not config.greedy and config.dedup is DedupKey.TEXT and config.copy_threshold == 0.9
+    assert config.char_copy_threshold == 0.9 and config.consistency_filter == "off" and not config.needs_kshot_train
+    assert (config.judge_confidence, config.relatedness_floor, config.relatedness_quantile) == (0.5, "off", 0.1)
     assert config.top_up_rounds is None and config.attempts_bound == 10 * 5000  # rounds go on, attempts are bounded
     assert GenerationConfig(per_label=4, max_attempts_per_label=7).attempts_bound == 7
     table = {"not_entailment": 1.5}
@@ -57,7 +64,11 @@ def test_config_defaults_validation_and_penalties():
     assert config_from_dict(GenerationConfig, {"decoding": "greedy", "per_label": "7"}).greedy
     bad = [{"per_label": 0}, {"top_p": 0}, {"top_p": 1.5}, {"temperature": 0}, {"copy_threshold": 0},
            {"repetition_penalty": -1}, {"top_up_rounds": -1}, {"precision": "fp8"}, {"decoding": "beam"},
-           {"first_sentence_tokens": 0}, {"per_label": 5, "max_attempts_per_label": 4}]  # fmt: skip
+           {"first_sentence_tokens": 0}, {"per_label": 5, "max_attempts_per_label": 4}, {"char_copy_threshold": 0},
+           {"char_copy_threshold": 1.2}, {"consistency_filter": "oracle"}, {"judge_confidence": 1.0},
+           {"judge_confidence": 0}, {"relatedness_floor": "pool"}, {"relatedness_quantile": 1.0},
+           {"relatedness_quantile": -0.1}, {"consistency_filter": "classifier"},
+           {"consistency_filter": "judge", "consistency_classifier": "runs/x"}]  # fmt: skip
     for options in bad:
         with pytest.raises(ConfigError):
             config_from_dict(GenerationConfig, options)
@@ -73,13 +84,58 @@ def test_config_defaults_validation_and_penalties():
         ("\nThe man was late.", True, FIRST, Reject.NEWLINE),
         (" " + FIRST, True, FIRST, Reject.COPY),
         (" the bus driver waited an extra minute, for an elderly man!", True, FIRST, Reject.COPY),  # case, punctuation
-        (" The bus driver waited an extra minute for an old man.", True, FIRST, None),  # 10 of 12 words: 0.83
+        (" The bus driver waited an extra minute for an old man.", True, FIRST, Reject.NEAR_COPY),  # words 0.83
         (" The bus driver waited for nobody.", True, FIRST, None),
+        (" An elderly man was given an extra minute by the bus driver.", True, FIRST, None),  # a paraphrase
         (" A sentence of a single-sentence task.", True, None, None),
     ],
 )
 def test_per_sample_filters(text, finished, first, reason):
-    assert text_rejection(text, finished, first, copy_threshold=0.9) == reason
+    assert text_rejection(text, finished, first, copy_threshold=0.9, char_copy_threshold=0.9) == reason
+    if reason is Reject.NEAR_COPY:  # 1.0: only what the word sets catch
+        assert text_rejection(text, finished, first, copy_threshold=0.9, char_copy_threshold=1.0) is None
+
+
+SWAP = "The student council organised a clothing swap to reduce waste."
+
+
+@pytest.mark.parametrize(
+    ("second", "similarity", "near_copy"),
+    [
+        ("The student council organized a clothing swap to reduce waste.", 0.984, True),  # spelling: words 0.82
+        ("the student council organised a clothing-swap to reduce waist.", 0.952, True),  # case, typos
+        ("The school council organised a clothing swap to reduce waste.", 0.903, True),  # one word changed
+        ("The student council organised a bake sale to reduce waste.", 0.823, False),  # two words: another event
+        ("The student council organised a clothing swap.", 0.742, False),  # a shorter claim (entailment-like)
+        ("To cut down on waste, the student council held a clothing exchange.", 0.313, False),  # a paraphrase
+    ],
+)
+def test_near_copies_are_caught_by_character_similarity(second, similarity, near_copy):
+    assert char_similarity(SWAP, second) == pytest.approx(similarity, abs=1e-3)
+    assert is_near_copy(SWAP, second, 0.9) is near_copy
+    assert word_overlap(SWAP, second) < 0.9  # none is caught by the word sets
+    expected = Reject.NEAR_COPY if near_copy else None
+    assert text_rejection(" " + second, True, SWAP, copy_threshold=0.9, char_copy_threshold=0.9) is expected
+
+
+def test_edit_distance_by_hand():
+    assert edit_distance("kitten", "sitting") == 3 and edit_distance("", "abc") == 3 and edit_distance("ab", "ab") == 0
+    assert edit_distance("kitten", "sitting", limit=1) == 2 and edit_distance("kitten", "sitting", limit=3) == 3
+    assert edit_distance("a" * 50, "b", limit=4) == 5  # the lengths alone tell
+    assert char_similarity("", "") == 1.0 and char_similarity("abc", "") == 0.0
+
+
+TEXTS = st.text(alphabet="ab cAB.", max_size=14)
+
+
+@settings(max_examples=300, deadline=None)
+@given(TEXTS, TEXTS, st.integers(min_value=0, max_value=15), st.floats(min_value=0.01, max_value=1.0))
+def test_character_similarity_properties(a, b, limit, threshold):
+    similarity = char_similarity(a, b)
+    assert char_similarity(a, a) == 1.0 and similarity == char_similarity(b, a) and 0.0 <= similarity <= 1.0
+    assert edit_distance(a, b, limit) == min(edit_distance(a, b), limit + 1)  # the band gives the same answer
+    assert edit_distance(a, b) <= max(len(a), len(b)) and (edit_distance(a, b) == 0) == (a == b)
+    assert is_near_copy(a, b, threshold) == (similarity >= threshold)
 
 
 def test_word_overlap():

@@ -12,17 +12,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests_support import TEST_PRECISION
+from tests_support import TEST_PRECISION, Killed, die_during_write, make_generator
 from typer.testing import CliRunner
 
 from dawgen import progress
 from dawgen.cli import app
 from dawgen.data.sources import demo_task
 from dawgen.data.synthetic import load_synthetic
-from dawgen.generator import GeneratorConfig, LabelPrompts, TunedGenerator, label_texts, save_generator
 from dawgen.models.loading import DEFAULT_MODEL, load_model
 from dawgen.synthesis import GenerationConfig, generate_synthetic
-from dawgen.synthesis.writer import PartWriter, parts_dir, rejected_path, summary_path
+from dawgen.synthesis.writer import parts_dir, rejected_path, summary_path
 from dawgen.tasks import load_task_file
 
 TASK = demo_task()
@@ -39,17 +38,6 @@ generator: {descriptions: {negative: "A sad sentence.", positive: "A happy sente
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def make_generator(model_dir: Path, folder: Path, task=TASK, tokens: int = 4) -> Path:
-    """A generator folder with untuned label prompts (each label's description) for ``model_dir``."""
-    loaded = load_model(str(model_dir))
-    prompts = LabelPrompts.from_texts(loaded.model, loaded.tokenizer, label_texts(task), tokens).weight.detach()
-    config = GeneratorConfig(variant="plain", num_prompt_tokens=tokens)
-    generator = TunedGenerator(
-        prompts, None, config, str(model_dir), task.name, task.labels, task.generator.connector, task.pair
-    )
-    return save_generator(generator, folder)
 
 
 @pytest.fixture(scope="module")
@@ -104,28 +92,6 @@ def test_fixed_seed_gives_the_same_output_and_another_seed_does_not(generator_di
         generator_dir, tmp_path / "b.jsonl", GenerationConfig(**SMALL, seed=14), show_progress=False
     )
     assert lines(other.path) != lines(reference.path)
-
-
-class Killed(Exception):
-    """Stands in for SIGKILL."""
-
-
-def die_during_write(monkeypatch, call: int) -> dict[str, int]:
-    """The ``call``-th batch write gets half of its lines and half a line out, then the process dies."""
-    original, calls = PartWriter.write, {"n": 0}
-
-    def write(self, records):
-        records = list(records)
-        calls["n"] += 1
-        if calls["n"] == call:
-            original(self, records[: len(records) // 2])
-            self._handle.write(json.dumps(records[-1])[:20])
-            self._handle.flush()
-            raise Killed
-        original(self, records)
-
-    monkeypatch.setattr(PartWriter, "write", write)
-    return calls
 
 
 @pytest.mark.parametrize("die_at", [2, 5])  # in the first round; in the first top-up round

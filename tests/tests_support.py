@@ -60,3 +60,46 @@ def fails(*args: str) -> str:
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error:"), result.output
     return " ".join(result.output.split())
+
+
+def make_generator(model_dir: Path, folder: Path, task=None, tokens: int = 4) -> Path:
+    """A generator folder with untuned label prompts (each label's description) for ``model_dir``; ``task``
+    None: the demo task."""
+    from dawgen.data.sources import demo_task
+    from dawgen.generator import GeneratorConfig, LabelPrompts, TunedGenerator, label_texts, save_generator
+    from dawgen.models.loading import load_model
+
+    task = task or demo_task()
+    loaded = load_model(str(model_dir))
+    prompts = LabelPrompts.from_texts(loaded.model, loaded.tokenizer, label_texts(task), tokens).weight.detach()
+    config = GeneratorConfig(variant="plain", num_prompt_tokens=tokens)
+    generator = TunedGenerator(
+        prompts, None, config, str(model_dir), task.name, task.labels, task.generator.connector, task.pair
+    )
+    return save_generator(generator, folder)
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL."""
+
+
+def die_during_write(monkeypatch, call: int) -> dict[str, int]:
+    """The ``call``-th batch write of stage 2 gets half of its lines and half a line out, then the process dies."""
+    import json
+
+    from dawgen.synthesis.writer import PartWriter
+
+    original, calls = PartWriter.write, {"n": 0}
+
+    def write(self, records):
+        records = list(records)
+        calls["n"] += 1
+        if calls["n"] == call:
+            original(self, records[: len(records) // 2])
+            self._handle.write(json.dumps(records[-1])[:20])
+            self._handle.flush()
+            raise Killed
+        original(self, records)
+
+    monkeypatch.setattr(PartWriter, "write", write)
+    return calls

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -9,9 +10,11 @@ from dawgen.classifier.config import PromptTuneConfig
 from dawgen.classifier.evaluate import EvalMethod, check_method_inputs, eval_method
 from dawgen.classifier.evaluate import evaluate as _evaluate
 from dawgen.classifier.in_context import check_demonstrations_per_label
+from dawgen.classifier.predictor import SavedClassifier
 from dawgen.classifier.run import TuneOutcome
 from dawgen.classifier.run import prompt_tune as _prompt_tune
 from dawgen.config import ConfigError, config_from_dict, load_yaml
+from dawgen.data.example import Example
 from dawgen.data.sources import DEMO_TASK_FILE, demo_dir, load_fewshot, load_test
 from dawgen.data.synthetic import load_synthetic
 from dawgen.generator.config import GeneratorConfig
@@ -183,17 +186,24 @@ def generate_synthetic(
     task: str | TaskSpec | None = None,
     model: str | None = None,
     generation_config: GenerationConfig | None = None,
+    few_shot: str | Path | Sequence[Example] | None = None,
+    k: int = 16,
     show_progress: bool = True,
 ) -> GenerationOutcome:
     """Stage 2: generate ``generation_config.per_label`` filtered samples per label with the tuned generator
     folder ``generator`` into the JSON Lines file ``out`` (plus ``<stem>.summary.json`` and
     ``<stem>.rejected.jsonl``). Pair tasks take first sentences from ``pool`` (a file, a data root or
     ``hf:NAME``; the demo task has its own). Resumes an interrupted run; under ``accelerate launch`` every
-    process takes a share of the batches."""
+    process takes a share of the batches. ``few_shot``: the k-shot training split the judge and the
+    relatedness floor learn from (examples, or a k-shot folder or data root read with the generation seed
+    and ``k``); ``consistency_filter: classifier`` loads the stage-3 classifier in ``consistency_classifier``."""
     _check_out(out, folder=False)
+    config = generation_config or GenerationConfig()
+    folder = config.consistency_classifier  # set exactly when consistency_filter is classifier
+    classifier = SavedClassifier(folder, precision=config.precision) if folder else None
     return _generate_synthetic(
-        generator, out, generation_config, pool=pool, pool_column=pool_column, task=task, model=model,
-        show_progress=show_progress,
+        generator, out, config, pool=pool, pool_column=pool_column, task=task, model=model, train=few_shot, k=k,
+        classifier=classifier, show_progress=show_progress,
     )  # fmt: skip
 
 

@@ -7,11 +7,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from dawgen.classifier.adapter import AdapterError, check_adapter, load_prompt, peft_kind
-from dawgen.classifier.config import PeftKind
+from dawgen.classifier.adapter import check_adapter
 from dawgen.classifier.in_context import check_demonstrations_per_label, encode_in_context
-from dawgen.classifier.peft_types import PeftAdapter
-from dawgen.classifier.scorer import VerbalizerScorer, predict_with_progress
+from dawgen.classifier.predictor import tuned_scorer
+from dawgen.classifier.scorer import predict_with_progress
 from dawgen.config import ConfigError
 from dawgen.constants import PREDICTIONS_FILE, RESULT_FILE
 from dawgen.data.example import Example
@@ -56,19 +55,6 @@ def check_method_inputs(method: EvalMethod, adapter: str | Path | None, has_trai
         raise ConfigError("method 'in-context' needs training examples to draw demonstrations from (--data)")
 
 
-UNLIMITED = 1_000_000  # tokenizers without a length limit report about 1e30
-
-
-def input_limit(loaded: LoadedModel) -> int:
-    """The most tokens the model takes: its learned positions (``max_position_embeddings``, ``n_positions``)
-    or its tokenizer's ``model_max_length``, whichever is smaller; models without either (T5) are unlimited."""
-    config = getattr(loaded.model, "config", None)
-    limits = [getattr(config, name, None) for name in ("max_position_embeddings", "n_positions")]
-    limits.append(getattr(loaded.tokenizer, "model_max_length", None))
-    usable = [int(limit) for limit in limits if isinstance(limit, int) and 0 < limit < UNLIMITED]
-    return min(usable, default=UNLIMITED)
-
-
 def evaluate(
     loaded: LoadedModel,
     task: TaskSpec,
@@ -94,30 +80,18 @@ def evaluate(
     method = eval_method(method)
     check_method_inputs(method, adapter, bool(train))
     check_demonstrations_per_label(demonstrations_per_label)
-    kind = peft_kind(adapter) if method is EvalMethod.PROMPT else None
-    prompt = load_prompt(adapter) if kind is PeftKind.PROMPT else None
-    virtual_tokens = 0 if prompt is None else prompt.shape[0]
-    max_length = min(max_length, input_limit(loaded) - virtual_tokens)
-    scorer = VerbalizerScorer(loaded, task, max_length=max_length, precision=precision, device=device)
-    if prompt is not None and prompt.shape[1] != scorer.embedding_dim:
-        raise AdapterError(
-            f"{adapter}: the prompt's vectors have {prompt.shape[1]} dimensions but {loaded.name} embeds tokens in "
-            f"{scorer.embedding_dim}; it was tuned on another model"
-        )
-    prompt = None if prompt is None else prompt.to(scorer.device)
-    if method is EvalMethod.IN_CONTEXT:
-        items = encode_in_context(scorer.encoder, train, test, demonstrations_per_label, seed)
-    else:
-        items = scorer.encoder.encode_all(test)
-    attached = None
-    if kind in (PeftKind.PREFIX, PeftKind.LORA):
-        attached = PeftAdapter.load(scorer, adapter)
+    tuned = tuned_scorer(loaded, task, adapter if method is EvalMethod.PROMPT else None, max_length=max_length,
+                         precision=precision, device=device)  # fmt: skip
+    scorer, kind, max_length = tuned.scorer, tuned.kind, tuned.scorer.encoder.max_length
     try:
+        if method is EvalMethod.IN_CONTEXT:
+            items = encode_in_context(scorer.encoder, train, test, demonstrations_per_label, seed)
+        else:
+            items = scorer.encoder.encode_all(test)
         with progress_bar(show_progress) as bar:
-            logits = predict_with_progress(scorer, items, prompt, bar, batch_size, f"{method.value} {task.name}")
+            logits = predict_with_progress(scorer, items, tuned.prompt, bar, batch_size, f"{method.value} {task.name}")
     finally:
-        if attached is not None:
-            attached.release()
+        tuned.release()
     result = {
         "method": method.value,
         "task": task.name,

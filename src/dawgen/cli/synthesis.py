@@ -88,7 +88,7 @@ def tune_generator_command(
         console.print(f"generator, metrics and plot in [bold]{out}[/]")
 
 
-GENERATE_RUN_KEYS = ("generator", "pool", "pool_column", "out", "task", "model")
+GENERATE_RUN_KEYS = ("generator", "pool", "pool_column", "out", "task", "model", "few_shot", "k")
 
 
 @app.command("generate")
@@ -119,6 +119,29 @@ def generate_command(
         bool | None,
         typer.Option("--label-consistency/--no-label-consistency", help="Keep only samples their label explains best."),
     ] = None,
+    char_copy_threshold: Annotated[
+        float | None, typer.Option(help="Character similarity to the first sentence that counts as a near-copy (0.9).")
+    ] = None,
+    consistency_filter: Annotated[
+        str | None,
+        typer.Option(help="off (default), judge (a MiniLM judge fitted on --few-shot) or classifier."),
+    ] = None,
+    judge_confidence: Annotated[
+        float | None, typer.Option(help="Probability of its own label a sample needs from the judge (0.5).")
+    ] = None,
+    consistency_classifier: Annotated[
+        str | None, typer.Option(help="Stage-3 classifier folder (a prompt-tune --out, or its adapter/).")
+    ] = None,
+    relatedness_floor: Annotated[
+        str | None, typer.Option(help="off (default) or kshot: drop pairs less related than the label's k-shot pairs.")
+    ] = None,
+    relatedness_quantile: Annotated[
+        float | None, typer.Option(help="Quantile of the label's k-shot cosines that is the floor (0.1).")
+    ] = None,
+    few_shot: Annotated[
+        str | None, typer.Option(help="k-shot training split the judge and floor learn from (folder or data root).")
+    ] = None,
+    k: Annotated[int | None, typer.Option(help="Examples per label of the --few-shot split (16).")] = None,
     precision: Annotated[str | None, typer.Option(help="auto, bf16 or fp32.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, ...")] = None,
     set_: SetOpt = None,
@@ -138,13 +161,16 @@ def generate_command(
         "task": task, "model": model, "seed": seed, "decoding": decoding, "top_p": top_p, "temperature": temperature,
         "max_new_tokens": max_new_tokens, "repetition_penalty": repetition_penalty, "batch_size": batch_size,
         "copy_threshold": copy_threshold, "label_consistency": label_consistency, "precision": precision,
-        "device": device,
+        "device": device, "char_copy_threshold": char_copy_threshold, "consistency_filter": consistency_filter,
+        "judge_confidence": judge_confidence, "consistency_classifier": consistency_classifier,
+        "relatedness_floor": relatedness_floor, "relatedness_quantile": relatedness_quantile, "few_shot": few_shot,
+        "k": k,
     }  # fmt: skip
     try:
         run, rest = split_run_options(options_of(config, flags, set_), ("generator", "out"), GENERATE_RUN_KEYS)
         generation_config = config_from_dict(GenerationConfig, rest, str(config or "options"))
         outcome = api.generate_synthetic(generation_config=generation_config, **run)
-    except USER_ERRORS as exc:
+    except (*USER_ERRORS, ModuleNotFoundError) as exc:  # the judge's MiniLM package may be missing
         fail(exc)
     summary = outcome.summary
     table = Table(title=f"synthetic set ({summary['task']}, {summary['written']} samples)")

@@ -164,8 +164,14 @@ class RunConfig:
         options = {**self.generator, "variant": variant, "seed": seed}
         return config_from_dict(GeneratorConfig, options, "run config: generator")
 
-    def generation_config(self, seed: int) -> GenerationConfig:
-        return config_from_dict(GenerationConfig, {**self.generation, "seed": seed}, "run config: generation")
+    def generation_config(self, seed: int, task: TaskSpec | None = None) -> GenerationConfig:
+        """Stage 2's settings for ``seed``; with ``task``, ``{task}``, ``{seed}`` and ``{k}`` in
+        ``consistency_classifier`` (a stage-3 classifier folder) are filled in."""
+        options = {**self.generation, "seed": seed}
+        folder = options.get("consistency_classifier")
+        if task is not None and isinstance(folder, str):
+            options["consistency_classifier"] = folder.format(task=task.name, seed=seed, k=self.k)
+        return config_from_dict(GenerationConfig, options, "run config: generation")
 
     def classifier_config(self, method: Method, seed: int) -> PromptTuneConfig:
         options = {**self.classifier, "seed": seed, "combine": method.combine, "surgery": method.surgery}

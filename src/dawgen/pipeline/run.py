@@ -28,7 +28,7 @@ from typing import Any
 
 from dawgen.config import ConfigError, to_dict
 from dawgen.constants import GENERATOR_DIR, QUALITY_REPORT, RESULT_FILE, RESULTS_FILE, RESULTS_TABLE, SYNTHETIC_FILE
-from dawgen.data.fingerprint import inputs_fingerprint
+from dawgen.data.fingerprint import content_key, inputs_fingerprint
 from dawgen.data.oracle import ORACLE, ORACLE_LEGEND, SAMPLING_VERSION
 from dawgen.data.sources import load_fewshot, load_labelled, load_test
 from dawgen.data.synthetic import load_synthetic
@@ -115,11 +115,17 @@ class SeedRun:
     def synthetic(self, variant: Variant) -> Synthetic:
         cfg = self.config
         generator, generator_key = self.generator(variant)
-        gen_config = cfg.generation_config(self.seed)
+        gen_config = cfg.generation_config(self.seed, self.task)
         options = {k: v for k, v in to_dict(gen_config).items() if k != "device"}
         pool = cfg.pool_source(self.task)
         precision = stage_precision(gen_config)
-        key = stage_key(generator_key, options, pool, precision)
+        classifier = None  # the stage-3 classifier of consistency_filter: classifier, if any
+        if gen_config.consistency_classifier:
+            from dawgen.classifier.predictor import SavedClassifier
+
+            classifier = SavedClassifier(gen_config.consistency_classifier, precision=gen_config.precision)
+        extra = () if classifier is None else (classifier.identity,)  # what it holds, beside its path
+        key = stage_key(generator_key, options, pool, precision, *extra)
         folder = self.folder / f"synthetic-{variant.value}-{key}"
         path = folder / SYNTHETIC_FILE
 
@@ -127,8 +133,9 @@ class SeedRun:
             from dawgen.synthesis.generate import generate_synthetic
             from dawgen.synthesis.quality import inspect_synthetic
 
-            generate_synthetic(generator / GENERATOR_DIR, path, gen_config, pool=pool, task=self.task,
-                               show_progress=self.show_progress)  # fmt: skip
+            train = _kshot(cfg, self.task, self.seed)[0]  # the judge and relatedness floor learn from it alone
+            generate_synthetic(generator / GENERATOR_DIR, path, gen_config, pool=pool, task=self.task, train=train,
+                               classifier=classifier, show_progress=self.show_progress)  # fmt: skip
             if cfg.quality and not (folder / QUALITY_REPORT).exists():
                 inspect_synthetic(path, cfg.data, task=self.task, seed=self.seed, k=cfg.k, out=folder)
 
@@ -275,19 +282,6 @@ def _summary_compute(synthetic: Path) -> dict[str, Any] | None:
         return json.loads(summary_path(synthetic).read_text(encoding="utf-8")).get("compute")
     except (OSError, ValueError, AttributeError):
         return None
-
-
-def content_key(path: str | Path | None) -> str | None:
-    """A short hash of a file's bytes, or of every file in a folder (an external synthetic set)."""
-    if path is None or not Path(path).exists():
-        return None
-    root = Path(path)
-    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(str(file.relative_to(root) if root.is_dir() else file.name).encode() + b"\x00")
-        digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def _saved_or(folder: Path, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -1,12 +1,14 @@
-"""Stage 2, label-conditioned generation: a synthetic dataset from a tuned generator, filtered, resumable,
-sharded across processes; and a quality report of any synthetic set against the real few-shot data."""
+"""Stage 2, label-conditioned generation: a synthetic dataset from a tuned generator, filtered (also by
+filters that learn from the k-shot training split alone), resumable, sharded across processes; and a
+quality report of any synthetic set against the real few-shot data."""
 
-from dawgen.synthesis.config import Decoding, DedupKey, GenerationConfig, Reject
+from dawgen.synthesis.config import ConsistencyFilter, Decoding, DedupKey, GenerationConfig, Reject, RelatednessFloor
 from dawgen.synthesis.decoding import GeneratedRow, PromptCache, SamplingSettings, generate_batch
 from dawgen.synthesis.generate import GenerationOutcome, generate_synthetic
 from dawgen.synthesis.quality import inspect_synthetic, quality_report
 
 __all__ = [
-    "Decoding", "DedupKey", "GeneratedRow", "GenerationConfig", "GenerationOutcome", "PromptCache", "Reject",
-    "SamplingSettings", "generate_batch", "generate_synthetic", "inspect_synthetic", "quality_report",
+    "ConsistencyFilter", "Decoding", "DedupKey", "GeneratedRow", "GenerationConfig", "GenerationOutcome", "PromptCache",
+    "Reject", "RelatednessFloor", "SamplingSettings", "generate_batch", "generate_synthetic", "inspect_synthetic",
+    "quality_report",
 ]  # fmt: skip

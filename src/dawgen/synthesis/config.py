@@ -23,14 +23,32 @@ class DedupKey(StrEnum):
     NONE = "none"
 
 
+class ConsistencyFilter(StrEnum):
+    """Who checks that a generated sample carries its label, besides the generator's own prompts."""
+
+    OFF = "off"
+    JUDGE = "judge"  # MiniLM pair features + logistic regression fitted on the k-shot training split alone
+    CLASSIFIER = "classifier"  # a saved stage-3 classifier (consistency_classifier)
+
+
+class RelatednessFloor(StrEnum):
+    """Whether a pair's two sentences must be about as related as the k-shot pairs of its label."""
+
+    OFF = "off"
+    KSHOT = "kshot"  # the relatedness_quantile of the MiniLM cosine over the label's k-shot training pairs
+
+
 class Reject(StrEnum):
     """Why a generated sample was dropped; every reason is counted in the summary."""
 
     NO_EOS = "no_eos"  # no eos within max_new_tokens: the text did not end
     EMPTY = "empty"
     NEWLINE = "newline"
-    COPY = "copy"  # a copy or near-copy of the first sentence
+    COPY = "copy"  # a copy of the first sentence: word sets that overlap by copy_threshold or more
+    NEAR_COPY = "near_copy"  # a spelling or one-word variant: character similarity of char_copy_threshold or more
     INCONSISTENT = "label_inconsistent"  # another label's prompt explains the sample as well or better
+    UNRELATED = "unrelated"  # its sentences less related than the label's k-shot pairs usually are
+    JUDGE_REJECTED = "judge_rejected"  # the k-shot judge (or classifier) gives its label under judge_confidence
     DUPLICATE = "duplicate"
 
 
@@ -47,6 +65,17 @@ class GenerationConfig:
     that gave up is named in a warning and in the summary's ``gave_up``. ``copy_threshold``:
     Jaccard overlap of the lower-cased word sets of the two sentences at or above which the second
     counts as a copy of the first.
+
+    Filters against wrong labels and shortcuts (``synthesis.kshot_filters``; the last group of fields):
+    ``char_copy_threshold``, the character-level similarity (``filters.char_similarity``) at or above
+    which the second sentence is a near-copy of the first (0.9: a spelling variant or one changed short
+    word in a sentence of 60 characters is caught, a real paraphrase scores 0.3-0.55; 1.0 catches nothing
+    the word-set check misses). ``consistency_filter`` ``judge`` keeps a sample only if a judge fitted on
+    the k-shot training split alone gives it its own label with probability ``judge_confidence`` or more
+    (0.5: for two labels the judge's argmax, for three a majority); ``classifier`` asks the stage-3
+    classifier saved in ``consistency_classifier`` instead (``{task}``, ``{seed}``, ``{k}`` are filled in
+    a run config). ``relatedness_floor`` ``kshot`` drops pairs whose MiniLM cosine is below the
+    ``relatedness_quantile`` of that label's k-shot training pairs. The pool's gold labels are never read.
     """
 
     per_label: int = 5000
@@ -68,6 +97,13 @@ class GenerationConfig:
     precision: str = "auto"
     device: str = "auto"
     seed: int = 13
+    # -- filters against wrong labels and shortcuts (issue 16; see synthesis.kshot_filters) --
+    char_copy_threshold: float = 0.9
+    consistency_filter: ConsistencyFilter = ConsistencyFilter.OFF
+    judge_confidence: float = 0.5  # P(own label) at or above which the judge keeps a sample
+    consistency_classifier: str | None = None  # a stage-3 classifier folder (consistency_filter classifier)
+    relatedness_floor: RelatednessFloor = RelatednessFloor.OFF
+    relatedness_quantile: float = 0.1  # of the label's k-shot cosines: the floor
 
     def __post_init__(self) -> None:
         self.decoding = Decoding(self.decoding)
@@ -92,6 +128,31 @@ class GenerationConfig:
             raise ValueError(f"top_up_rounds must be non-negative, got {self.top_up_rounds}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        self._check_kshot_filters()
+
+    def _check_kshot_filters(self) -> None:
+        """The options of the filters against wrong labels and shortcuts."""
+        self.consistency_filter = ConsistencyFilter(self.consistency_filter)
+        self.relatedness_floor = RelatednessFloor(self.relatedness_floor)
+        if not 0 < self.char_copy_threshold <= 1:
+            raise ValueError(f"char_copy_threshold must be in (0, 1], got {self.char_copy_threshold}")
+        if not 0 < self.judge_confidence < 1:
+            raise ValueError(f"judge_confidence must be in (0, 1), got {self.judge_confidence}")
+        if not 0 <= self.relatedness_quantile < 1:
+            raise ValueError(f"relatedness_quantile must be in [0, 1), got {self.relatedness_quantile}")
+        by_classifier = self.consistency_filter is ConsistencyFilter.CLASSIFIER
+        if by_classifier and not self.consistency_classifier:
+            raise ValueError("consistency_filter 'classifier' needs consistency_classifier, a stage-3 run's folder")
+        if self.consistency_classifier and not by_classifier:
+            raise ValueError(
+                f"consistency_classifier is set but consistency_filter is {self.consistency_filter.value!r}; "
+                "set consistency_filter to 'classifier'"
+            )
+
+    @property
+    def needs_kshot_train(self) -> bool:
+        """Whether a filter learns from the k-shot training split (the judge, the relatedness floor)."""
+        return self.consistency_filter is ConsistencyFilter.JUDGE or self.relatedness_floor is RelatednessFloor.KSHOT
 
     @property
     def attempts_bound(self) -> int:

@@ -6,6 +6,8 @@ generate ...``; on CPUs ``accelerate launch --multi_gpu --num_processes N ... --
 process only) runs its share of each round's batches (see ``plan``) and appends to its own part file
 (see ``writer``) beside the output, so the processes must share that folder; the main process merges
 the parts. A run restarted with the same settings continues where it stopped, with any number of processes.
+The filters that learn from the k-shot training split (``kshot_filters``) get it as ``train``; what they
+learn from (its fingerprint, the classifier's content hash) is part of the settings.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import itertools
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +26,14 @@ import torch
 from accelerate import PartialState
 
 from dawgen.config import to_dict
-from dawgen.data.sources import demo_task
+from dawgen.data.example import Example
+from dawgen.data.sources import demo_task, load_fewshot
 from dawgen.generator.artifacts import PROMPTS_FILE, TunedGenerator, load_generator
 from dawgen.models.loading import load_model
 from dawgen.models.precision import describe_precision, pick_device, precision_record
 from dawgen.progress import progress_bar
 from dawgen.synthesis.config import GenerationConfig
+from dawgen.synthesis.kshot_filters import ClassifierSource, KShotFilters, check_kshot_inputs, kshot_settings
 from dawgen.synthesis.plan import (
     GAVE_UP_ATTEMPTS,
     GAVE_UP_POOL,
@@ -115,17 +120,25 @@ def generate_synthetic(
     pool_column: str | None = None,
     task: str | TaskSpec | None = None,
     model: str | None = None,
+    train: Sequence[Example] | str | Path | None = None,
+    k: int = 16,
+    classifier: ClassifierSource | None = None,
     show_progress: bool = True,
 ) -> GenerationOutcome:
     """Generate ``config.per_label`` filtered samples per label with the tuned generator in ``generator_dir``.
 
     Sentence-pair tasks condition on first sentences from ``pool`` (a file, a data root, ``hf:NAME``;
     the demo task's own pool by default). ``model`` overrides the base model saved with the generator.
+    ``train``: the k-shot training split the judge and the relatedness floor learn from (examples, or a
+    k-shot folder, data root or file read with ``config.seed`` and ``k``; read only when a filter needs it);
+    ``classifier``: the stage-3 classifier of ``consistency_filter: classifier``, loaded by the caller's layer.
     """
     config = config or GenerationConfig()
     out = Path(out)
     generator = load_generator(generator_dir)
     spec = resolve_task(generator, task)
+    kshot_train = _kshot_train(spec, train, config, k)
+    check_kshot_inputs(config, spec, kshot_train, classifier)
     first_sentences = load_pool(spec, pool, config.seed, pool_column) if spec.pair else None
     model_spec = model or generator.base_model
     gen_id = generator_id(generator_dir)
@@ -133,6 +146,7 @@ def generate_synthetic(
         "generator": gen_id, "model": model_spec, "task": spec.name,
         "pool": None if first_sentences is None else [first_sentences.source, len(first_sentences.sentences)],
         "config": {k: v for k, v in to_dict(config).items() if k != "device"},  # resuming elsewhere is fine
+        **kshot_settings(config, spec, kshot_train, classifier),  # nothing when no filter learns from them
     }  # fmt: skip
     saved = _saved_summary(out, settings)
     if saved is not None:
@@ -147,7 +161,8 @@ def generate_synthetic(
     with PartWriter(part_path(folder, state.process_index)) as writer:
         state.wait_for_everyone()  # every part's partial last line is cut before anyone reads
         before = set(read_parts(folder)) if state.is_main_process else set()
-        maker = SampleMaker(loaded, spec, generator, config, first_sentences, gen_id, device)
+        kshot = KShotFilters.build(config, spec, kshot_train, classifier, device)  # the encoder, loaded once
+        maker = SampleMaker(loaded, spec, generator, config, first_sentences, gen_id, device, kshot)
         rounds = _run_rounds(state, folder, writer, maker, spec, config, first_sentences, show_progress)
     if state.is_main_process:
         records = sorted(read_parts(folder).values(), key=lambda r: r["index"])
@@ -164,6 +179,7 @@ def generate_synthetic(
             "processes": state.num_processes,
             "rounds": rounds,
             "max_attempts_per_label": config.attempts_bound,
+            **({"kshot_filters": kshot.describe()} if kshot is not None else {}),
             "this_run": {
                 "seconds": round(seconds, 2),
                 "generated_tokens": new_tokens,
@@ -174,6 +190,17 @@ def generate_synthetic(
         _warn_about_shortfalls(summary)
     state.wait_for_everyone()
     return GenerationOutcome(json.loads(summary_path(out).read_text(encoding="utf-8")), out)
+
+
+def _kshot_train(
+    spec: TaskSpec, train: Sequence[Example] | str | Path | None, config: GenerationConfig, k: int
+) -> list[Example] | None:
+    """The k-shot training split, when a filter learns from it (read from a folder or file with the run's seed)."""
+    if train is None or not config.needs_kshot_train:
+        return None
+    if isinstance(train, str | Path):
+        return load_fewshot(spec, train, seed=config.seed, k=k).train
+    return list(train)
 
 
 def _warn_if_pool_is_short(pool: Pool | None, config: GenerationConfig) -> None:

@@ -6,6 +6,8 @@ pool with its gold labels): multinomial logistic regression on the MiniLM pair f
 its agreement with the synthetic labels measures the synthetic set's label consistency. Agreement near
 what the judge gets on real data means the labels are as readable as real ones; agreement near
 chance, with a judge well above chance on real data, means the generator's labels are noise.
+This diagnostic may read gold pool labels; the same kind of judge fitted on the k-shot training split
+alone is stage 2's ``consistency_filter: judge`` (``kshot_filters``).
 """
 
 from __future__ import annotations
@@ -30,14 +32,25 @@ from dawgen.utils.io import atomic_write_json
 JUDGE_FEATURES = "MiniLM [u, v, |u-v|, u*v] + logistic regression"
 
 
-def pair_features(encoder: SentenceEncoder, examples: Sequence[Example]) -> torch.Tensor:
-    """[N, 4d] features of sentence pairs (single sentences: [u, 0, |u|, 0])."""
+def pair_embeddings(encoder: SentenceEncoder, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N, d] embeddings of the first and of the second sentences (zeros where there is none), each
+    side encoded in one call."""
     first = encoder.encode([e.text_a for e in examples])
     second = torch.zeros_like(first)
     paired = [i for i, e in enumerate(examples) if e.text_b is not None]
     if paired:
         second[paired] = encoder.encode([examples[i].text_b for i in paired])
+    return first, second
+
+
+def features_of(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """[N, 4d] pair features ``[u, v, |u - v|, u * v]`` of the two sentences' embeddings."""
     return torch.cat([first, second, (first - second).abs(), first * second], dim=1)
+
+
+def pair_features(encoder: SentenceEncoder, examples: Sequence[Example]) -> torch.Tensor:
+    """[N, 4d] features of sentence pairs (single sentences: [u, 0, |u|, 0])."""
+    return features_of(*pair_embeddings(encoder, examples))
 
 
 class Judge:
@@ -73,10 +86,14 @@ class Judge:
         return self
 
     @torch.no_grad()
-    def predict(self, features: torch.Tensor) -> list[str]:
+    def probabilities(self, features: torch.Tensor) -> torch.Tensor:
+        """[N, L] probability of every label (in ``labels`` order)."""
         if self.linear is None:
             raise RuntimeError("fit the judge before predicting")
-        return [self.labels[i] for i in self.linear(features).argmax(dim=1).tolist()]
+        return self.linear(features).softmax(dim=1)
+
+    def predict(self, features: torch.Tensor) -> list[str]:
+        return [self.labels[i] for i in self.probabilities(features).argmax(dim=1).tolist()]
 
 
 def agreement(judge: Judge, features: torch.Tensor, examples: Sequence[Example]) -> dict[str, Any]:

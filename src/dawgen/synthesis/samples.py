@@ -1,4 +1,5 @@
-"""From a batch of planned samples to records: condition, decode, filter, and (optionally) check the label."""
+"""From a batch of planned samples to records: condition, decode, filter, and (optionally) check the label
+with the generator's prompts and with the k-shot filters (``kshot_filters``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dawgen.models.precision import resolve_precision
 from dawgen.synthesis.config import GenerationConfig, Reject
 from dawgen.synthesis.decoding import GeneratedRow, PromptCache, SamplingSettings, generate_batch, row_seed
 from dawgen.synthesis.filters import label_margins, mean_per_row, text_rejection, word_overlap
+from dawgen.synthesis.kshot_filters import KShotFilters
 from dawgen.synthesis.plan import WorkItem
 from dawgen.synthesis.pool import Pool
 from dawgen.tasks.schema import Family, TaskSpec
@@ -27,7 +29,7 @@ class SampleMaker:
 
     def __init__(
         self, loaded: LoadedModel, task: TaskSpec, generator: TunedGenerator, config: GenerationConfig,
-        pool: Pool | None, generator_id: str, device: torch.device,
+        pool: Pool | None, generator_id: str, device: torch.device, kshot: KShotFilters | None = None,
     ) -> None:  # fmt: skip
         if loaded.family is not Family.DECODER:
             raise ValueError(f"the generator must be a causal LM; {loaded.name} is a {loaded.family.value} model")
@@ -39,6 +41,7 @@ class SampleMaker:
             )
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.task, self.config, self.pool, self.generator_id = task, config, pool, generator_id
+        self.kshot = kshot
         self.budget = config.first_sentence_tokens or generator.config.first_sentence_tokens
         room = max(generator.config.max_length, self.budget + CONTEXT_ROOM)
         self.builder = SequenceBuilder(task, self.tokenizer, self.budget, room, start_token=self.layout.deep)
@@ -95,12 +98,14 @@ class SampleMaker:
         records = {item.index: self._record(item, row) for item, row in zip(batch, rows, strict=True)}
         if self.config.label_consistency:
             self._check_labels(batch, contexts, rows, records)
+        if self.kshot is not None:  # the judge and relatedness floor, on what passed so far, as one batch
+            self.kshot.apply([records[item.index] for item in batch])
         return records
 
     def _record(self, item: WorkItem, row: GeneratedRow) -> dict[str, Any]:
         text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
         first = self.first_sentence(item.slot)[1]
-        reason = text_rejection(text, row.finished, first, self.config.copy_threshold)
+        reason = text_rejection(text, row.finished, first, self.config.copy_threshold, self.config.char_copy_threshold)
         text_a, text_b = (text.strip(), None) if first is None else (first, text.strip())
         return {
             "index": item.index, "round": item.round, "slot": item.slot, "label": self.task.labels[item.label],

@@ -26,7 +26,7 @@ from dawgen.utils.io import atomic_write_json, atomic_write_text
 RUN_FILE = "run.json"  # the settings the part files were written with
 OUTPUT_FIELDS = (
     "text_a", "text_b", "label", "generator", "seed", "index", "mean_logprob", "num_tokens", "overlap",
-    "label_margin", "label_logprobs",
+    "label_margin", "label_logprobs", "relatedness", "judge_probability",
 )  # fmt: skip
 
 
