@@ -1,6 +1,7 @@
-"""Constants shared by test modules."""
+"""Constants and helpers shared by test modules."""
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,10 @@ def fails(*args: str) -> str:
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error:"), result.output
     return " ".join(result.output.split())
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now, for a launcher's rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
