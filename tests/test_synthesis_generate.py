@@ -6,13 +6,12 @@ import json
 import math
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from tests_support import TEST_PRECISION, Killed, die_during_write, make_generator
+from tests_support import TEST_PRECISION, Killed, die_during_write, free_port, make_generator
 from typer.testing import CliRunner
 
 from dawgen import progress
@@ -255,12 +254,6 @@ def test_first_sentences_are_cut_to_the_token_budget(generator_dir, talkative_di
     for r in records:  # text_a is what the sample was conditioned on: the first 3 tokens of a pool sentence
         assert len(tokenizer(r["text_a"], add_special_tokens=False)["input_ids"]) <= 3
         assert any(sentence.startswith(r["text_a"]) for sentence in pool)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def small_flags(generator: Path, out: Path) -> list[str]:

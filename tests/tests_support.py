@@ -1,6 +1,7 @@
-"""Constants shared by test modules."""
+"""Constants and helpers shared by test modules."""
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,10 @@ def die_during_write(monkeypatch, call: int) -> dict[str, int]:
 
     monkeypatch.setattr(PartWriter, "write", write)
     return calls
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now, for a launcher's rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

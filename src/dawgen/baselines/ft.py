@@ -31,7 +31,8 @@ from dawgen.classifier.train import Trainable
 from dawgen.config import to_dict
 from dawgen.data.example import Example
 from dawgen.models.loading import LoadedModel
-from dawgen.models.precision import autocast, pick_device, resolve_precision
+from dawgen.models.precision import autocast, resolve_precision
+from dawgen.models.processes import process_device
 from dawgen.tasks.schema import Family, TaskSpec
 
 LOOP_OPTIONS = (
@@ -129,7 +130,7 @@ class HeadScorer(Scorer):
     def __init__(
         self, loaded: LoadedModel, task: TaskSpec, *, max_length: int, precision: str, device: str, seed: int
     ) -> None:
-        self.device = pick_device(device)
+        self.device = process_device(device)
         generator = torch.Generator().manual_seed(seed)
         self.model = HeadClassifier(loaded.model, loaded.family, task.num_labels, generator).to(self.device)
         self.family = loaded.family

@@ -59,7 +59,9 @@ def prompt_tune(
     combined as ``config.combine`` says), keep the best on ``dev``, report ``test``.
 
     With ``out_dir``, the run writes ``adapter/`` (PEFT), ``metrics.jsonl`` and ``result.json``,
-    checkpoints as it goes, resumes after a crash, and returns the saved result when finished.
+    checkpoints as it goes, resumes after a crash, and returns the saved result when finished. Under a
+    launcher of several processes (``torchrun``, ``accelerate launch``) they train data-parallel, each on
+    its own device, and the main one writes the folder (``dawgen.classifier.distributed``).
     ``start_prompt`` replaces the configured initialisation (e.g. another task's prompt or prefix);
     ``method`` names the run in its result and ``details`` adds entries to it.
     """
@@ -125,9 +127,11 @@ def train_classifier(
         balance_synthetic=config.balance_synthetic,
     )  # fmt: skip
     trainer = PromptTrainer(scorer, config, out, run_key=inputs, trainable=trainable, start_prompt=start_prompt)
+    processes = trainer.processes
     method = method or default_method
     started = time.perf_counter()
-    with trainer, progress_bar(show_progress) as bar:  # a prefix or LoRA adapter is attached until the end
+    # a prefix or LoRA adapter is attached until the end; one process shows the progress
+    with trainer, progress_bar(show_progress and processes.is_main) as bar:
         bar_task = bar.add_task(f"{method} {task.name}", total=config.max_steps, status="")
         bar.update(bar_task, completed=trainer.state.step)
 
@@ -144,10 +148,12 @@ def train_classifier(
         test_metrics = {}
         if test:
             test_items = scorer.encoder.encode_all(test)
-            logits = predict_with_progress(scorer, test_items, best, bar, config.eval_batch_size, "test")
+            batch_size = config.eval_batch_size
+            predict = lambda part: predict_with_progress(scorer, part, best, bar, batch_size, "test")  # noqa: E731
+            logits = processes.predict(predict, test_items)
             test_metrics = classification_metrics(logits, [item.label for item in test_items], task)
         tuned = best if trainer.adapter is None else trainer.adapter.saved_tensor()
-        if out is not None and trainer.adapter is not None:
+        if out is not None and trainer.adapter is not None and processes.is_main:
             trainer.adapter.save(out / ADAPTER_DIR, scorer.model_name)
 
     result = {
@@ -177,11 +183,12 @@ def train_classifier(
         "test": test_metrics,
         "train_seconds": round(train_seconds, 1),
     }
-    if out is not None:
+    if out is not None and processes.is_main:
         if best is not None and not trainable.backbone:
             save_prompt(best, scorer.family, scorer.model_name, out / ADAPTER_DIR)
         title = f"{task.name}: {result['method']} ({Path(scorer.model_name).name})"
         plot_training(out / METRICS_FILE, out / TRAINING_PLOT, title)
         atomic_write_json(out / RESULT_FILE, result)
         trainer.discard_checkpoint()
+    processes.wait()  # the folder is complete when any process returns
     return TuneOutcome(result, tuned)

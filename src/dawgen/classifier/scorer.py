@@ -11,7 +11,8 @@ from rich.progress import Progress
 from dawgen.classifier.batching import Batch, collate, sorted_batches
 from dawgen.classifier.encoding import Encoded, TaskEncoder
 from dawgen.models.loading import LoadedModel
-from dawgen.models.precision import autocast, pick_device, resolve_precision
+from dawgen.models.precision import autocast, resolve_precision
+from dawgen.models.processes import process_device
 from dawgen.models.soft_prompt import insert_soft_prompt
 from dawgen.tasks.schema import Family, TaskSpec
 
@@ -81,7 +82,7 @@ class VerbalizerScorer(Scorer):
         precision: str = "auto",
         device: str = "auto",
     ) -> None:
-        self.device = pick_device(device)
+        self.device = process_device(device)
         self.model = loaded.model.to(self.device).eval()
         self.family = loaded.family
         self.model_name = loaded.name

@@ -22,6 +22,7 @@ from transformers.optimization import Adafactor
 
 from dawgen.classifier.combine import Combine, Step, plan_steps
 from dawgen.classifier.config import OptimizerName, PeftKind, PromptTuneConfig
+from dawgen.classifier.distributed import Processes
 from dawgen.classifier.encoding import Encoded
 from dawgen.classifier.peft_types import PeftAdapter
 from dawgen.classifier.scorer import Scorer
@@ -100,7 +101,9 @@ class PromptTrainer:
     kv width] key/values. A prefix or LoRA adapter is attached to the scorer's model until ``release``
     (or the end of a ``with`` block); when training ends it holds its best-on-dev values. A trained
     backbone is kept best-on-dev in memory (a CPU copy), loaded back when training ends, and never
-    checkpointed: such a run restarts from scratch after a crash.
+    checkpointed: such a run restarts from scratch after a crash. Under a launcher of several processes,
+    each takes its share of every batch and the gradients are summed (``dawgen.classifier.distributed``);
+    only the main process writes the run folder.
     """
 
     def __init__(
@@ -119,6 +122,7 @@ class PromptTrainer:
             raise ValueError(f"only a soft prompt trains beside the backbone, not peft {config.peft.value!r}")
         self.scorer = scorer
         self.config = config
+        self.processes = Processes.of(scorer.device)
         self.trainable = trainable
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.run_key = run_key  # what else a checkpoint must match to be resumed (e.g. the data)
@@ -193,15 +197,26 @@ class PromptTrainer:
         logits = self.scorer.label_logits(batch, self.prompt)
         return torch.nn.functional.cross_entropy(logits, batch.labels, label_smoothing=self.config.label_smoothing)
 
+    def _share_loss(self, batch: Sequence[Encoded]) -> torch.Tensor | None:
+        """This process's part of the mean loss over the global ``batch``: its rows' mean weighted by their
+        share of the batch (the whole mean alone; None when it has no rows)."""
+        mine = self.processes.shard(batch)
+        if not mine:
+            return None
+        loss = self.loss(mine)
+        return loss if len(mine) == len(batch) else loss * (len(mine) / len(batch))
+
     def gradient(self, items: Sequence[Encoded]) -> tuple[Gradient, float]:
         """The gradient of the batch loss, and the loss: one tensor for a soft prompt, a list (one per
-        trained tensor, in ``tuned`` order) for a prefix or LoRA adapter."""
+        trained tensor, in ``tuned`` order) for a prefix or LoRA adapter. With several processes, those of
+        the whole batch, summed over their shares, on every process."""
         if not self.tuned:
             raise ValueError("this trainer has no prompt or adapter to take a gradient for")
-        loss = self.loss(items)
-        grads = torch.autograd.grad(loss, self.tuned, allow_unused=True)
+        loss = self._share_loss(items)
+        grads = [None] * len(self.tuned) if loss is None else torch.autograd.grad(loss, self.tuned, allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, self.tuned, strict=True)]
-        return (grads[0] if self.prompt is not None else grads), loss.item()
+        self.processes.sum_(grads)
+        return (grads[0] if self.prompt is not None else grads), self.processes.total(loss)
 
     def apply(self, grad: Gradient) -> None:
         """Clip ``grad`` (shaped as ``gradient`` returns it) and take one optimizer step with it."""
@@ -225,7 +240,8 @@ class PromptTrainer:
         if prompt is None and self.prompt is not None:
             prompt = self.prompt.detach()
         self.scorer.model.eval()
-        logits = self.scorer.predict_logits(items, prompt, self.config.eval_batch_size)
+        batch_size = self.config.eval_batch_size
+        logits = self.processes.predict(lambda part: self.scorer.predict_logits(part, prompt, batch_size), items)
         return classification_metrics(logits, [item.label for item in items], self.scorer.task)
 
     def _record_eval(self, dev: Sequence[Encoded], train_loss: float) -> dict[str, float]:
@@ -252,10 +268,12 @@ class PromptTrainer:
         """
         if len(step.batches) == 1:
             ((source, batch),) = step.batches
-            loss = self.loss(batch)
-            loss.backward()
+            loss = self._share_loss(batch)
+            if loss is not None:
+                loss.backward()
+            self.processes.sum_gradients(self.parameters)
             self._optimizer_step()
-            return {"source": source.value, "train_loss": loss.item()}
+            return {"source": source.value, "train_loss": self.processes.total(loss)}
         (_, real), (_, synthetic) = step.batches
         d_real, real_loss = self.gradient(real)
         d_syn, syn_loss = self.gradient(synthetic)
@@ -320,7 +338,7 @@ class PromptTrainer:
         return settings_fingerprint(self.config, self.run_key)
 
     def _log(self, record: dict[str, float]) -> None:
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.processes.is_main:
             append_jsonl(self.run_dir / METRICS_FILE, record)
 
     def _tensors(self) -> dict[str, torch.Tensor]:
@@ -347,7 +365,7 @@ class PromptTrainer:
         torch.set_rng_state(tensors[RNG_STATE])
 
     def _checkpoint(self) -> None:
-        if self.run_dir is None or not self.tuned or self.trainable.backbone:
+        if self.run_dir is None or not self.tuned or self.trainable.backbone or not self.processes.is_main:
             return
         with atomic_dir(self.run_dir / CHECKPOINT_DIR) as tmp:
             save_file(self._tensors(), tmp / "prompt.safetensors")
@@ -356,22 +374,22 @@ class PromptTrainer:
             atomic_write_text(tmp / "state.json", json.dumps(state, indent=1))
 
     def _resume(self) -> None:
+        """Continue from the run folder's checkpoint, if any (every process reads it; the main one trims the log)."""
         if self.run_dir is None:
             return
-        folder = self.run_dir / CHECKPOINT_DIR
-        if not self.tuned or self.trainable.backbone or not (folder / "state.json").exists():
-            truncate_jsonl(self.run_dir / METRICS_FILE, 0)  # a run started afresh: drop an old log
-            return
-        saved = json.loads((folder / "state.json").read_text())
-        if saved.pop("fingerprint") != self._fingerprint():
-            raise ValueError(f"{folder} holds a checkpoint of a run with other settings; use another output folder")
-        self._restore(load_file(folder / "prompt.safetensors"))
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
-        saved["best_score"] = tuple(saved["best_score"])
-        self.state = TrainState(**saved)
-        # metrics written after the checkpoint belong to steps that will be run again
-        truncate_jsonl(self.run_dir / METRICS_FILE, self.state.step)
+        folder, step = self.run_dir / CHECKPOINT_DIR, 0
+        if self.tuned and not self.trainable.backbone and (folder / "state.json").exists():
+            saved = json.loads((folder / "state.json").read_text())
+            if saved.pop("fingerprint") != self._fingerprint():
+                raise ValueError(f"{folder} holds a checkpoint of a run with other settings; use another output folder")
+            self._restore(load_file(folder / "prompt.safetensors"))
+            self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+            saved["best_score"] = tuple(saved["best_score"])
+            self.state = TrainState(**saved)
+            step = self.state.step
+        if self.processes.is_main:  # a fresh run drops an old log; steps after the checkpoint will run again
+            truncate_jsonl(self.run_dir / METRICS_FILE, step)
 
     def discard_checkpoint(self) -> None:
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.processes.is_main:
             shutil.rmtree(self.run_dir / CHECKPOINT_DIR, ignore_errors=True)

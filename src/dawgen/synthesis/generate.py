@@ -30,7 +30,8 @@ from dawgen.data.example import Example
 from dawgen.data.sources import demo_task, load_fewshot
 from dawgen.generator.artifacts import PROMPTS_FILE, TunedGenerator, load_generator
 from dawgen.models.loading import load_model
-from dawgen.models.precision import describe_precision, pick_device, precision_record
+from dawgen.models.precision import describe_precision, precision_record
+from dawgen.models.processes import process_device, process_state
 from dawgen.progress import progress_bar
 from dawgen.synthesis.config import GenerationConfig
 from dawgen.synthesis.kshot_filters import ClassifierSource, KShotFilters, check_kshot_inputs, kshot_settings
@@ -94,10 +95,7 @@ def generator_id(folder: str | Path) -> str:
 
 
 def _process_state(config: GenerationConfig) -> tuple[PartialState, torch.device]:
-    cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
-    state = PartialState(cpu=cpu)
-    device = state.device if state.num_processes > 1 else pick_device(config.device)
-    return state, device
+    return process_state(config.device), process_device(config.device)
 
 
 def _saved_summary(out: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
