@@ -107,7 +107,7 @@ def test_ft_config_is_checked():
 
 
 def test_registry_names_every_baseline_with_its_settings():
-    assert list(BASELINES) == ["ft", "pft", "pft+prompt", "transfer", "ppt", "setfit", "setfit+syn"]
+    assert list(BASELINES) == ["ft", "pft", "pft+prompt", "transfer", "ppt", "optima", "setfit", "setfit+syn"]
     for name, baseline in BASELINES.items():
         assert callable(baseline) and callable(baseline.run) and baseline.description, name
     assert config_from_dict(BASELINES["pft+prompt"].config, {"max_steps": 5}).max_steps == 5

@@ -29,7 +29,7 @@ from dawgen.pipeline import RunConfig, parse_method
 from dawgen.pipeline.manifest import Manifest
 from dawgen.pipeline.methods import MethodKind
 from dawgen.pipeline.run import SeedRun, stage_precision
-from dawgen.tasks import Family
+from dawgen.tasks import Family, get_task
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 DEMO = demo_dir()
@@ -168,6 +168,32 @@ def test_baselines_run_as_methods_of_a_run(talkative_dir, tmp_path):
     assert ft["trainable_parameters"] > 100 * ppt_record["trainable_parameters"] > 0  # every weight vs a prompt
     with pytest.raises(ConfigError, match="not among the methods"):
         config_from_dict(RunConfig, {"tasks": ["RTE"], "data": "x", "baselines": {"ft": {}}})
+
+
+def test_optima_runs_as_a_method_and_never_reads_the_pool_labels(tiny_decoder_dir, tmp_path):
+    from dawgen.data.readers import load_split
+
+    pairs = load_split(get_task(str(DEMO / DEMO_TASK_FILE)), DEMO / "test.tsv")[:12]
+    source = tmp_path / "mnli.jsonl"  # the source task, labelled: 4 rows of each MNLI label
+    rows = [{"premise": e.text_a, "hypothesis": e.text_b, "label": label}
+            for e, label in zip(pairs, ["entailment", "neutral", "contradiction"] * 4, strict=True)]  # fmt: skip
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    tested = []
+    for name, label in (("gold", None), ("garbage", "%%not-a-label%%")):
+        root = tmp_path / name  # a data root: <root>/<task>/pool/train.json
+        (root / "demo-nli" / "pool").mkdir(parents=True)
+        pool = [{"sentence1": e.text_a, "sentence2": e.text_b, "label": label or e.label} for e in pairs]
+        (root / "demo-nli" / "pool" / "train.json").write_text(json.dumps(pool))
+        optima = {"source_data": str(source), "source_k": 2, "pool": str(root), "pretrain_steps": 2,
+                  "pretrain_batch_size": 3, "max_steps": 2, "eval_every": 1, "batch_size": 4,
+                  "num_virtual_tokens": 4, "device": "cpu"}  # fmt: skip
+        config = write_config(tmp_path, tiny_decoder_dir, methods=["pt", "optima"], baselines={"optima": optima})
+        run_cli(config, tmp_path / f"run-{name}")
+        pt, record = results(tmp_path / f"run-{name}")
+        assert record["method"] == "optima" and record["trainable_parameters"] == pt["trainable_parameters"]
+        assert (tmp_path / f"run-{name}" / record["folder"] / "pretrain" / "adapter").is_dir()
+        tested.append((record["test"], record["dev"]))
+    assert tested[0] == tested[1]  # garbage pool labels: the same run
 
 
 def test_the_oracle_trains_on_gold_pool_rows_that_are_no_kshot_row(talkative_dir, tmp_path):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dawgen.baselines.ft import FTConfig, run_ft
+from dawgen.baselines.optima import OptimaConfig, run_optima
 from dawgen.baselines.pft import PFTConfig, run_pft, run_pft_prompt
 from dawgen.baselines.ppt import PPTConfig, pretrain_prompt, run_ppt
 from dawgen.baselines.setfit import SetFitConfig, run_setfit
@@ -45,6 +46,9 @@ BASELINES: dict[str, Baseline] = {
     "pft+prompt": Baseline(run_pft_prompt, PFTConfig, "prompt-based fine-tuning with a soft prompt"),
     "transfer": Baseline(run_transfer, TransferConfig, "prompt tuning from another task's prompt (SPoT)"),
     "ppt": Baseline(run_ppt, PPTConfig, "prompt pre-trained on self-supervised pairs (PPT), then tuned"),
+    "optima": Baseline(
+        run_optima, OptimaConfig, "prompt pre-trained on a source task with OPTIMA's domain adaptation, then tuned"
+    ),
     "setfit": Baseline(run_setfit, SetFitConfig, "SetFit on all-MiniLM-L6-v2 (optional extra)", False),
     "setfit+syn": Baseline(
         run_setfit_syn, SetFitSynConfig, "SetFit on the real pairs plus a synthetic set", False, True, "setfit"
@@ -55,6 +59,7 @@ __all__ = [
     "BASELINES",
     "Baseline",
     "FTConfig",
+    "OptimaConfig",
     "PFTConfig",
     "PPTConfig",
     "SetFitConfig",
@@ -63,6 +68,7 @@ __all__ = [
     "load_source_prompt",
     "pretrain_prompt",
     "run_ft",
+    "run_optima",
     "run_pft",
     "run_pft_prompt",
     "run_ppt",

@@ -11,6 +11,7 @@ from dawgen.data.example import Example
 from dawgen.tasks.schema import ANSWER, Family, TaskError, TaskSpec, render
 
 DEMONSTRATION_SEPARATOR = "\n\n"
+UNLABELLED = -1  # the ``label`` of an example encoded without one (``encode_unlabelled``)
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,12 @@ class TaskEncoder:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return self.tokenizer.decode(ids[: max(1, len(ids) - n_tokens)])
 
-    def encode(self, example: Example, demonstrations: Sequence[Example] = ()) -> Encoded:
+    def encode(self, example: Example, demonstrations: Sequence[Example] = (), *, labelled: bool = True) -> Encoded:
         """Encode ``example`` (with optional in-context demonstrations in front) in at most
         ``max_length`` tokens. The example itself always fits whole when it can (its longer text is
         cut only when it alone is too long); demonstrations that do not fit are dropped, the ones
-        farthest from the example first (LM-BFF's head truncation)."""
+        farthest from the example first (LM-BFF's head truncation). ``labelled`` False leaves the
+        example's label unread (``UNLABELLED``)."""
         text_a, text_b = example.text_a, example.text_b
         for _ in range(4):
             query = render(self.template, text_a, text_b, self.answer_slot)
@@ -113,7 +115,7 @@ class TaskEncoder:
                 ids = with_demonstrations
                 break
             kept = kept[1:]  # token boundaries merged differently: drop one more
-        label = self.task.label_index(example.label)
+        label = self.task.label_index(example.label) if labelled else UNLABELLED
         return Encoded(ids, self._answer_index(ids), label, len(kept))
 
     def _fitting(self, demonstrations: Sequence[Example], room: int) -> list[Example]:
@@ -141,3 +143,7 @@ class TaskEncoder:
 
     def encode_all(self, examples: Sequence[Example]) -> list[Encoded]:
         return [self.encode(example) for example in examples]
+
+    def encode_unlabelled(self, examples: Sequence[Example]) -> list[Encoded]:
+        """The inputs of ``examples`` alone: their labels are not read (every ``label`` is ``UNLABELLED``)."""
+        return [self.encode(example, labelled=False) for example in examples]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,12 +94,15 @@ def train_classifier(
     method: str | None = None,
     settings: dict[str, Any] | None = None,
     details: dict[str, Any] | None = None,
+    make_trainer: Callable[..., PromptTrainer] = PromptTrainer,
 ) -> TuneOutcome:
     """``prompt_tune`` for any scorer and set of trainable weights (see ``Trainable``): the one run
     behind prompt tuning and the baselines that train the backbone.
 
     ``settings`` is what the result reports as ``config`` and a finished run must match (default:
     ``config``). The PEFT adapter is written only for an adapter tuned on a frozen backbone.
+    ``make_trainer`` builds the trainer, called as ``PromptTrainer`` is (a subclass with its own step:
+    ``dawgen.baselines.optima``).
     """
     syn_examples = synthetic.examples if synthetic is not None else []
     config = config.resolved(has_synthetic=bool(syn_examples))
@@ -126,7 +129,7 @@ def train_classifier(
         syn_batch_size=config.syn_batch_size, seed=config.seed, num_labels=task.num_labels,
         balance_synthetic=config.balance_synthetic,
     )  # fmt: skip
-    trainer = PromptTrainer(scorer, config, out, run_key=inputs, trainable=trainable, start_prompt=start_prompt)
+    trainer = make_trainer(scorer, config, out, run_key=inputs, trainable=trainable, start_prompt=start_prompt)
     processes = trainer.processes
     method = method or default_method
     started = time.perf_counter()

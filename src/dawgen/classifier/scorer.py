@@ -94,30 +94,52 @@ class VerbalizerScorer(Scorer):
 
     def label_logits(self, batch: Batch, prompt: torch.Tensor | None = None) -> torch.Tensor:
         """[B, num_labels] float32 logits of the label words (the verbalizer's restriction)."""
-        embeds = self.model.get_input_embeddings()(batch.input_ids)
-        if prompt is not None:
-            embeds = insert_soft_prompt(embeds, batch.prompt_slots, prompt)
         with autocast(self.device, self.autocast_dtype):
-            vocab_logits = self._answer_logits(embeds, batch)
+            vocab_logits, _ = self._answer_logits(self._embeds(batch, prompt), batch)
         return vocab_logits[:, self.label_ids].float()
 
-    def _answer_logits(self, embeds: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """[B, vocab] logits at the answer position (through the attached PEFT adapter, if any: PEFT
-        puts a prefix's mask in front and offsets a decoder's positions by its length)."""
+    def answer_outputs(
+        self, batch: Batch, prompt: torch.Tensor | None = None, perturbation: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``label_logits`` and the [B, hidden] float32 last hidden state at the answer position (the
+        decoder's first position for seq2seq), with ``perturbation`` ([B, T, d]) added to the token
+        embeddings; the prompt slots take the prompt whatever it holds there."""
+        with autocast(self.device, self.autocast_dtype):
+            vocab_logits, hidden = self._answer_logits(self._embeds(batch, prompt, perturbation), batch, hidden=True)
+        assert hidden is not None
+        return vocab_logits[:, self.label_ids].float(), hidden.float()
+
+    def _embeds(
+        self, batch: Batch, prompt: torch.Tensor | None, perturbation: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        embeds = self.model.get_input_embeddings()(batch.input_ids)
+        if perturbation is not None:
+            embeds = embeds + perturbation.to(embeds.dtype)
+        return embeds if prompt is None else insert_soft_prompt(embeds, batch.prompt_slots, prompt)
+
+    def _answer_logits(
+        self, embeds: torch.Tensor, batch: Batch, hidden: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """[B, vocab] logits at the answer position and, with ``hidden``, the last layer's hidden state there
+        (through the attached PEFT adapter, if any: PEFT puts a prefix's mask in front and offsets a
+        decoder's positions by its length)."""
         mask = batch.attention_mask
         model = self.model if self.adapter_model is None else self.adapter_model
         if self.family is Family.DECODER:  # left-padded: the answer is the last position
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             out = model(
-                inputs_embeds=embeds, attention_mask=mask, position_ids=positions, logits_to_keep=1, use_cache=False
-            )
-            return out.logits[:, -1]
+                inputs_embeds=embeds, attention_mask=mask, position_ids=positions, logits_to_keep=1, use_cache=False,
+                output_hidden_states=hidden,
+            )  # fmt: skip
+            return out.logits[:, -1], out.hidden_states[-1][:, -1] if hidden else None
         if self.family is Family.SEQ2SEQ:
             start = torch.full((len(embeds), 1), self.model.config.decoder_start_token_id, device=self.device)
-            out = model(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=start, use_cache=False)
-            return out.logits[:, 0]
-        out = model(inputs_embeds=embeds, attention_mask=mask)
-        return out.logits[torch.arange(len(embeds), device=self.device), batch.answer_index]
+            out = model(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=start, use_cache=False,
+                        output_hidden_states=hidden)  # fmt: skip
+            return out.logits[:, 0], out.decoder_hidden_states[-1][:, 0] if hidden else None
+        out = model(inputs_embeds=embeds, attention_mask=mask, output_hidden_states=hidden)
+        rows = torch.arange(len(embeds), device=self.device)
+        return out.logits[rows, batch.answer_index], out.hidden_states[-1][rows, batch.answer_index] if hidden else None
 
 
 def predict_with_progress(

@@ -337,6 +337,31 @@ def read_texts(path: str | Path, column: str | None = None) -> list[str]:
     return [example.text_a for example in examples_from_table(table, columns=columns, pair=False)]
 
 
+def read_unlabelled(task: TaskSpec, path: str | Path) -> list[Example]:
+    """The inputs of a file for ``task`` with their labels left unread (every ``label`` is ""): a pair per row
+    for a pair task (the task's own text columns when the file has them, else detected ones), else one text;
+    a .txt file holds one text a line (single-text tasks only)."""
+    path = Path(path)
+    if path.suffix.lower() == ".txt":
+        if task.pair:
+            message = f"{task.name} is a sentence-pair task, but a .txt file holds single texts; give a table of pairs"
+            raise DataError(message, path=path)
+        return [Example(text, "") for text in read_texts(path)]
+    table = read_table(path)
+    own = replace(task.columns, label=None, label_from_last_field=False)
+    if has_columns(table, own):
+        columns = own
+    elif task.pair:
+        found = _find_pair(table.columns)
+        if found is None:
+            known = ", ".join(f"{a}/{b}" for a, b in PAIR_ALIASES)
+            raise DataError(f"no pair of text columns ({known}); found {list(table.columns)}", path=table.source)
+        columns = ColumnMap(found[0], found[1], None)
+    else:
+        columns = ColumnMap(_first_text_column(table.columns, table.source), None, None)
+    return examples_from_table(table, columns=columns, pair=task.pair)
+
+
 # ---------------------------------------------------------------- writing
 
 
