@@ -53,6 +53,18 @@ def tune_generator_command(
     ] = None,
     precision: Annotated[str | None, typer.Option(help="auto, bf16 or fp32.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, ...")] = None,
+    weight_temperature: Annotated[
+        float | None, typer.Option(help="Token weights softmax(scores / T); T > 1 flattens them (default 1).")
+    ] = None,
+    weight_floor: Annotated[
+        float | None, typer.Option(help="Share of uniform mixed into the token weights, in [0, 1] (default 0).")
+    ] = None,
+    weight_min_entropy: Annotated[
+        float | None, typer.Option(help="Entropy floor of the token weights, entropy / log N in [0, 1) (default 0).")
+    ] = None,
+    eos_weight: Annotated[
+        float | None, typer.Option(help="Extra weight of eos in the LM loss, >= 1 (default 1: none).")
+    ] = None,
     set_: SetOpt = None,
 ) -> None:
     """Stage 1: tune per-label soft prompts of a frozen causal LM on few-shot data (DawGen, FewGen or plain)."""
@@ -63,7 +75,8 @@ def tune_generator_command(
         "task": task, "data": data, "model": model, "out": out, "seed": seed, "variant": variant, "epochs": epochs,
         "learning_rate": lr, "num_prompt_tokens": prompt_tokens, "per_label_batch": per_label_batch,
         "lambda_dist": lambda_dist, "disc_form": disc_form, "dist_pairing": dist_pairing, "precision": precision,
-        "device": device, "hypergradient": hypergradient,
+        "device": device, "hypergradient": hypergradient, "weight_temperature": weight_temperature,
+        "weight_floor": weight_floor, "weight_min_entropy": weight_min_entropy, "eos_weight": eos_weight,
     }  # fmt: skip
     try:
         run, options = split_run_options(options_of(config, flags, set_), ("task", "data"), GENERATOR_RUN_KEYS)
@@ -118,6 +131,10 @@ def generate_command(
     ] = None,
     precision: Annotated[str | None, typer.Option(help="auto, bf16 or fp32.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, ...")] = None,
+    stop_at: Annotated[
+        str | None,
+        typer.Option(help="Where a sample ends: auto (default: sentence for pair tasks, else eos), eos or sentence."),
+    ] = None,
     set_: SetOpt = None,
 ) -> None:
     """Stage 2: generate a labelled synthetic set with a tuned generator (filtered, resumable).
@@ -135,7 +152,7 @@ def generate_command(
         "task": task, "model": model, "seed": seed, "decoding": decoding, "top_p": top_p, "temperature": temperature,
         "max_new_tokens": max_new_tokens, "repetition_penalty": repetition_penalty, "batch_size": batch_size,
         "copy_threshold": copy_threshold, "label_consistency": label_consistency, "precision": precision,
-        "device": device,
+        "device": device, "stop_at": stop_at,
     }  # fmt: skip
     try:
         run, rest = split_run_options(options_of(config, flags, set_), ("generator", "out"), GENERATE_RUN_KEYS)
