@@ -5,6 +5,8 @@ Pinned to fp32 (``precision="fp32"``): the finite-difference gradient check need
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -27,13 +29,17 @@ from dawgen.generator import (
     lookahead,
     make_weight_net,
 )
+from dawgen.generator.losses import floor_temperature
 from dawgen.models.loading import load_model
 from dawgen.pipeline.config import RunConfig
 
 TASK = demo_task()
 PROMPT_TOKENS = 3
-WEIGHTED_SETTINGS = [{"variant": "dawgen"}, {"dist_pairing": "prompt", "disc_form": "ratio"}, {"variant": "fewgen"}]
-WEIGHTED_IDS = ["dawgen", "dawgen-prompt-ratio", "fewgen"]
+NORMALISED = {"weight_temperature": 2.0, "weight_floor": 0.2, "eos_weight": 3.0}  # W's scores stay differentiable
+WEIGHTED_SETTINGS = [
+    {"variant": "dawgen"}, {"dist_pairing": "prompt", "disc_form": "ratio"}, {"variant": "fewgen"}, NORMALISED,
+]  # fmt: skip
+WEIGHTED_IDS = ["dawgen", "dawgen-prompt-ratio", "fewgen", "dawgen-normalised-eos"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -44,7 +50,7 @@ def setup(model_dir, dtype: torch.dtype, **settings):
     loaded = load_model(str(model_dir))
     model = loaded.model.to(dtype)
     config = GeneratorConfig(num_prompt_tokens=PROMPT_TOKENS, precision="fp32", device="cpu", **settings)
-    objective = GeneratorObjective(model, config, TASK.num_labels, None)
+    objective = GeneratorObjective(model, config, TASK.num_labels, None, eos_id=loaded.tokenizer.eos_token_id)
     prompts = LabelPrompts.from_texts(model, loaded.tokenizer, label_texts(TASK), PROMPT_TOKENS).to(dtype)
     net = make_weight_net(config, loaded.embedding_dim)
     weight_net = None if net is None else net.to(dtype)
@@ -182,6 +188,18 @@ def test_finite_difference_hypergradient_matches_exact(tiny_decoder_dir, setting
     assert errors[1] == pytest.approx(errors[0] / 100, rel=0.2)
 
 
+def test_hypergradients_agree_under_an_entropy_floor(tiny_decoder_dir):
+    """With ``weight_min_entropy`` binding, both hypergradients hold the floor's temperature fixed (it is
+    found on detached scores), so they still agree, and W's gradient is not zero."""
+    _, objective, prompts, weight_net, batch = setup(tiny_decoder_dir, torch.float32, weight_min_entropy=0.999)
+    _distinct_label_prompts(prompts)
+    raw = weight_net(objective.features(objective.score(prompts.weight, batch), batch))
+    assert floor_temperature(raw, 1.0, 0.999) > 1.0  # the floor binds
+    exact, estimate = exact_and_fd(tiny_decoder_dir, torch.float32, weight_min_entropy=0.999)
+    cosine, relative = agreement(exact, estimate)
+    assert exact.norm() > 1e-8 and cosine > 0.999 and relative < 1e-2
+
+
 def test_finite_difference_builds_no_double_backward(tiny_decoder_dir, monkeypatch):
     """No autograd call asks for a graph of its gradient, the estimate holds no graph, and the step runs
     under the CPU flash-attention kernel, which has no double backward (the exact step fails there)."""
@@ -246,3 +264,25 @@ def test_hypergradient_option():
     run = RunConfig(tasks=["RTE"], data="x", generator={"hypergradient": "finite-difference", "fd_radius": 0.02})
     config = run.generator_config(Variant.DAWGEN, 13)
     assert (config.hypergradient, config.fd_radius, config.seed) == (Hypergradient.FINITE_DIFFERENCE, 0.02, 13)
+
+
+def test_token_weight_options():
+    default = GeneratorConfig()
+    assert (default.weight_temperature, default.weight_floor, default.weight_min_entropy, default.eos_weight) == (
+        1.0, 0.0, 0.0, 1.0
+    )  # fmt: skip
+    options = {"weight_temperature": "2", "weight_floor": "0.1", "weight_min_entropy": 0.5, "eos_weight": 4}
+    run = RunConfig(tasks=["RTE"], data="x", generator=options)
+    config = run.generator_config(Variant.FEWGEN, 13)
+    assert (config.weight_temperature, config.weight_floor, config.weight_min_entropy, config.eos_weight) == (
+        2.0, 0.1, 0.5, 4.0
+    )  # fmt: skip
+    bad = [
+        ({"weight_temperature": 0}, "weight_temperature must be positive"),
+        ({"weight_floor": 1.5}, "weight_floor must be in [0, 1]"),
+        ({"weight_min_entropy": 1.0}, "weight_min_entropy must be in [0, 1)"),
+        ({"eos_weight": 0.5}, "eos_weight must be at least 1"),
+    ]
+    for options, message in bad:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            config_from_dict(GeneratorConfig, options)

@@ -5,9 +5,13 @@ Pinned to fp32 (``precision="fp32"``): the scoring tolerances (1e-5) are fp32's.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dawgen.data.sources import demo_dir, demo_task, load_fewshot
 from dawgen.generator import GeneratorConfig, GeneratorObjective, LabelPrompts, SequenceBuilder, collate, label_texts
@@ -15,10 +19,13 @@ from dawgen.generator.losses import (
     disc_loss,
     dist_loss_label_pairs,
     dist_loss_prompt_pairs,
+    entropy_ratio,
+    floor_temperature,
     lm_loss,
     pooled_representations,
     token_disc_loss,
     token_weights,
+    with_eos_weight,
 )
 from dawgen.generator.prompts import every_label_passes, own_label_passes, score_targets
 from dawgen.generator.weight_net import make_weight_net
@@ -55,6 +62,100 @@ def test_token_weights_are_positive_with_mean_one():
     nll = torch.tensor([1.0, 2.0, 3.0])
     assert lm_loss(-nll).item() == pytest.approx(2.0)
     assert lm_loss(-nll, torch.tensor([0.0, 0.0, 3.0])).item() == pytest.approx(3.0)
+
+
+score_lists = st.lists(  # score gaps / T stay within float32 exp: weights underflow to 0 past ~100
+    st.floats(min_value=-8, max_value=8, allow_nan=False, allow_infinity=False, width=32), min_size=2, max_size=40
+)
+scores_of = lambda xs: torch.tensor(xs, dtype=torch.float32)  # noqa: E731
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    score_lists,
+    st.floats(min_value=0.25, max_value=5.0),
+    st.floats(min_value=0.0, max_value=1.0),
+    st.floats(min_value=0.0, max_value=0.95),
+)
+def test_normalised_weights_are_positive_with_mean_one_and_their_floors(values, temperature, floor, min_entropy):
+    scores = scores_of(values)
+    weights = token_weights(scores, temperature, floor, min_entropy)
+    assert weights.shape == scores.shape and bool((weights > 0).all())
+    assert weights.mean().item() == pytest.approx(1.0, rel=1e-5)
+    assert bool((weights >= floor * (1 - 1e-5)).all())  # every token keeps floor x the mean
+    ratio = entropy_ratio(weights).item()
+    assert ratio >= min_entropy - 1e-5 and ratio >= floor - 1e-5
+    assert ratio >= entropy_ratio(token_weights(scores, temperature)).item() - 1e-6  # the floors only raise it
+
+
+@settings(max_examples=200, deadline=None)
+@given(score_lists, st.floats(min_value=0.05, max_value=0.95))
+def test_the_entropy_floor_temperature_is_the_smallest_that_reaches_it(values, min_entropy):
+    scores = scores_of(values).double()
+    t = floor_temperature(scores, 1.0, min_entropy)
+    assert t >= 1.0
+    assert entropy_ratio(torch.softmax(scores / t, 0)).item() >= min_entropy
+    if t > 1.0:  # raised: a slightly lower temperature misses the floor
+        assert entropy_ratio(torch.softmax(scores / (t * (1 - 1e-6)), 0)).item() < min_entropy
+        assert entropy_ratio(torch.softmax(scores, 0)).item() < min_entropy
+
+
+def test_token_weights_defaults_are_fewgens_softmax_and_a_large_temperature_is_uniform():
+    scores = torch.randn(50, generator=torch.Generator().manual_seed(1)) * 10
+    assert torch.equal(token_weights(scores), 50 * torch.softmax(scores, 0))
+    assert torch.allclose(token_weights(scores, temperature=1e7), torch.ones(50), atol=1e-5)
+    assert torch.allclose(token_weights(scores, floor=1.0), torch.ones(50))
+    assert entropy_ratio(token_weights(scores)).item() < 0.8  # so the floor below binds
+    assert floor_temperature(scores, 2.0, 0.99) > floor_temperature(scores, 2.0, 0.9) > 2.0
+    assert floor_temperature(scores, 2.0, 0.0) == 2.0 and floor_temperature(scores[:1], 1.0, 0.9) == 1.0
+    assert entropy_ratio(torch.ones(1)).item() == 1.0 and entropy_ratio(torch.ones(7)).item() == pytest.approx(1.0)
+    peaked = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    assert entropy_ratio(peaked).item() == 0.0
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"temperature": 3.0}, {"floor": 0.3}, {"min_entropy": 0.9}, {"temperature": 2.0, "floor": 0.5}]
+)
+def test_normalised_weights_are_differentiable_in_the_scores(options):
+    """The gradient of a weighted loss reaches the scores, and (the entropy-floor temperature held fixed,
+    as autograd treats it) matches central differences in float64."""
+    generator = torch.Generator().manual_seed(2)
+    scores = (torch.randn(12, generator=generator, dtype=torch.float64) * 3).requires_grad_()
+    nll = torch.rand(12, generator=generator, dtype=torch.float64) * 4
+    (grad,) = torch.autograd.grad(lm_loss(-nll, token_weights(scores, **options)), scores)
+    assert grad.abs().max() > 1e-3 and grad.sum().abs() < 1e-12  # shifting every score changes nothing
+    t = floor_temperature(scores, options.get("temperature", 1.0), options.get("min_entropy", 0.0))
+    fixed = {"temperature": t, "floor": options.get("floor", 0.0)}
+    eps = 1e-6
+    for j in range(12):
+        step = torch.zeros(12, dtype=torch.float64)
+        step[j] = eps
+        up, down = (lm_loss(-nll, token_weights(scores.detach() + sign * step, **fixed)) for sign in (1, -1))
+        assert ((up - down) / (2 * eps)).item() == pytest.approx(grad[j].item(), rel=1e-5, abs=1e-10)
+
+
+@settings(max_examples=200, deadline=None)
+@given(score_lists, st.floats(min_value=1.01, max_value=20.0), st.data())  # 1: off (None for plain)
+def test_eos_weight_keeps_mean_one_and_a_floor_on_eos(values, eos_weight, data):
+    n = len(values)
+    is_eos = torch.tensor(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    weights = token_weights(scores_of(values))
+    raised = with_eos_weight(weights, is_eos, eos_weight)
+    assert raised.mean().item() == pytest.approx(1.0, rel=1e-5) and bool((raised > 0).all())
+    eos_count = int(is_eos.sum())
+    floor = (eos_weight - 1) * n / (n + eos_count * (eos_weight - 1))  # whatever the weight net gives eos
+    assert bool((raised[is_eos] >= floor * (1 - 1e-5)).all())
+    plain = with_eos_weight(None, is_eos, eos_weight)
+    assert plain.mean().item() == pytest.approx(1.0, rel=1e-5)
+    if 0 < eos_count < n:  # plain loss: an eos token weighs eos_weight times any other
+        assert (plain[is_eos] / plain[~is_eos].max()).min().item() == pytest.approx(eos_weight, rel=1e-5)
+
+
+def test_eos_weight_one_is_the_identity_and_starved_eos_keeps_weight():
+    weights, is_eos = torch.tensor([3.9, 0.1, 0.0, 0.0]), torch.tensor([False, False, True, True])
+    assert with_eos_weight(weights, is_eos, 1.0) is weights and with_eos_weight(None, is_eos, 1.0) is None
+    assert torch.allclose(with_eos_weight(weights, is_eos, 3.0), torch.tensor([3.9, 0.1, 2.0, 2.0]) * 4 / 8)
+    assert torch.allclose(with_eos_weight(None, is_eos, 3.0), torch.tensor([1.0, 1.0, 3.0, 3.0]) * 4 / 8)
 
 
 def test_disc_loss_forms():
@@ -153,3 +254,40 @@ def test_weighted_variants_give_positive_weights_with_mean_one(loaded, sequences
     first = weight_net.layers[0].weight
     (grad_w,) = torch.autograd.grad(parts.total, first)
     assert grad_w.abs().sum() > 0
+
+
+def test_plain_loss_with_eos_weight_and_eos_needs_its_id(loaded, sequences, prompts):
+    eos = loaded.tokenizer.eos_token_id
+    config = GeneratorConfig(num_prompt_tokens=PROMPT_TOKENS, precision="fp32", variant="plain", eos_weight=4.0)
+    objective = GeneratorObjective(loaded.model, config, TASK.num_labels, None, eos_id=eos)
+    batch = collate(sequences, PROMPT_TOKENS, loaded.tokenizer.pad_token_id)
+    scores = objective.score(prompts, batch)
+    nll, is_eos = -scores.own_logprob, batch.target_ids == eos
+    assert int(is_eos.sum()) == len(sequences)  # every target ends in eos
+    expected = (nll.sum() + 3.0 * nll[is_eos].sum()) / (len(nll) + 3.0 * len(sequences))
+    loss = objective.loss(scores, batch, None, train_weight_net=False).total
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert objective.disc(prompts, batch).item() == objective_for(loaded).disc(prompts, batch).item()  # not in L_disc
+    with pytest.raises(ValueError, match="eos_weight needs the eos token's id"):
+        GeneratorObjective(loaded.model, config, TASK.num_labels, None)
+
+
+def test_weighted_variant_applies_the_normalisation_then_the_eos_weight(loaded, sequences, prompts):
+    options = {"weight_temperature": 2.0, "weight_floor": 0.25, "weight_min_entropy": 0.95, "eos_weight": 3.0}
+    config = GeneratorConfig(num_prompt_tokens=PROMPT_TOKENS, precision="fp32", **options)
+    eos = loaded.tokenizer.eos_token_id
+    objective = GeneratorObjective(loaded.model, config, TASK.num_labels, None, eos_id=eos)
+    weight_net = make_weight_net(config, loaded.embedding_dim)
+    batch = collate(sequences, PROMPT_TOKENS, loaded.tokenizer.pad_token_id)
+    scores = objective.score(prompts, batch)
+    parts = objective.loss(scores, batch, weight_net, train_weight_net=True)
+    raw = weight_net(objective.features(scores, batch))
+    normalised = token_weights(raw, 2.0, 0.25, 0.95)
+    assert entropy_ratio(normalised).item() >= 0.95 - 1e-6
+    expected = with_eos_weight(normalised, batch.target_ids == eos, 3.0)
+    torch.testing.assert_close(parts.weights, expected.detach())
+    assert parts.lm.item() == pytest.approx(lm_loss(scores.own_logprob, expected).item(), rel=1e-6)
+    n = batch.target_ids.numel()
+    assert bool((parts.weights[batch.target_ids == eos] >= 2.0 * n / (n + 2.0 * len(sequences)) - 1e-6).all())
+    (grad_w,) = torch.autograd.grad(parts.total, weight_net.layers[0].weight)
+    assert grad_w.abs().sum() > 0 and math.isfinite(grad_w.sum().item())

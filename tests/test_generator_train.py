@@ -57,6 +57,7 @@ def test_training_lowers_the_lm_loss_and_keeps_the_best_epoch(loaded, variant):
         best["dev_loss"], rel=1e-5
     )
     assert (generator.weight_net is None) == (variant == "plain")
+    assert (trainer.weight_entropy_summary() is None) == (variant == "plain")
     assert all(torch.equal(frozen[k], v) for k, v in loaded.model.state_dict().items())
 
 
@@ -99,6 +100,8 @@ def test_resume_after_an_interrupt_matches_an_uninterrupted_run(loaded, tmp_path
     ours, theirs = state_of(resumed), state_of(reference)
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     assert resumed.state.history == reference.state.history
+    assert vars(resumed.state) == vars(reference.state)  # the weight-entropy sums too: exact after a resume
+    assert resumed.weight_entropy_summary() == reference.weight_entropy_summary()
     records = [json.loads(line) for line in (tmp_path / METRICS_FILE).read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "step"] == list(range(1, 7))
     assert [r["epoch"] for r in records if r["kind"] == "eval"] == [0, 1, 2, 3]
@@ -169,7 +172,7 @@ def test_diagnostics(loaded):
 
 
 def test_tune_generator_writes_a_complete_run(loaded, tmp_path):
-    config = small_config(epochs=1, variant="fewgen")
+    config = small_config(epochs=2, variant="fewgen", weight_floor=0.1)
     outcome = tune_generator(loaded, TASK, TRAIN, DEV, config=config, out_dir=tmp_path, show_progress=False)
     for name in (GENERATOR_DIR, METRICS_FILE, TRAINING_PLOT, RESULT_FILE):
         assert (tmp_path / name).exists()
@@ -178,10 +181,19 @@ def test_tune_generator_writes_a_complete_run(loaded, tmp_path):
     saved = json.loads((tmp_path / RESULT_FILE).read_text())
     assert saved["variant"] == "fewgen" and saved["weight_net_parameters"] == 1 * 100 + 100 + 100 + 1
     assert saved["compute"] == {"precision": "fp32", "device": "cpu", **machine_record()}  # pinned fp32
+    steps = [json.loads(line) for line in (tmp_path / METRICS_FILE).read_text().splitlines()]
+    ratios = [r["weight_entropy_ratio"] for r in steps if r["kind"] == "step"]
+    last = [r["weight_entropy_ratio"] for r in steps if r["kind"] == "step" and r["epoch"] == 2]
+    assert len(ratios) == 4 and len(last) == 2 and min(ratios) >= 0.1 - 1e-6  # the floor bounds the ratio
+    summary = saved["weight_entropy_ratio"]
+    assert summary["all_steps"] == pytest.approx(sum(ratios) / 4)
+    assert summary["last_epoch"] == pytest.approx(sum(last) / 2)
+    kept = [r["train_weight_entropy_ratio"] for r in saved["history"] if r["epoch"] == saved["best_epoch"]]
+    assert kept == [summary["kept_epoch"]]
     again = tune_generator(loaded, TASK, TRAIN, DEV, config=config, out_dir=tmp_path)
     assert again.result == saved and torch.equal(again.generator.prompts, outcome.generator.prompts)
     with pytest.raises(ValueError, match="other settings"):
-        tune_generator(loaded, TASK, TRAIN, DEV, config=small_config(epochs=2), out_dir=tmp_path)
+        tune_generator(loaded, TASK, TRAIN, DEV, config=small_config(epochs=2, variant="fewgen"), out_dir=tmp_path)
 
 
 def test_generator_must_be_a_causal_lm(tiny_model_dirs):
@@ -197,10 +209,14 @@ def test_cli_tune_generator(tiny_decoder_dir, tmp_path):
     out = tmp_path / "run"
     args = ["tune-generator", "--config", str(config), "--data", str(demo_dir()), "--variant", "dawgen",
             "--epochs", "1", "--prompt-tokens", "2", "--out", str(out), "--precision", "fp32",
-            "--set", "per_label_batch=4", "--set", "lambda_dist=0.5"]  # fmt: skip
+            "--set", "per_label_batch=4", "--set", "lambda_dist=0.5", "--weight-temperature", "1.5",
+            "--weight-floor", "0.2", "--weight-min-entropy", "0.5", "--eos-weight", "2"]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     saved = json.loads((out / RESULT_FILE).read_text())
+    weights = ("weight_temperature", "weight_floor", "weight_min_entropy", "eos_weight")
+    assert [saved["config"][name] for name in weights] == [1.5, 0.2, 0.5, 2.0]
+    assert set(saved["weight_entropy_ratio"]) == {"all_steps", "last_epoch", "kept_epoch"}
     assert saved["variant"] == "dawgen" and saved["steps"] == 4  # flags win over the file; 16 per label / 4
     assert saved["config"]["lambda_dist"] == 0.5 and saved["config"]["num_prompt_tokens"] == 2
     assert load_generator(out / GENERATOR_DIR).config.variant == "dawgen"

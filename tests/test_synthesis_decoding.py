@@ -19,6 +19,8 @@ from dawgen.synthesis.decoding import (
     penalise_repeats,
     row_seed,
 )
+from dawgen.synthesis.stopping import SentenceEnds, StopReason, continuation_texts, ends_sentence, starts_sentence
+from dawgen.tasks import Family
 
 CONTEXTS = ("The man reads a book today.\nSentence 2:", "A dog sees the film.", "She")
 
@@ -163,3 +165,107 @@ def test_left_pad_and_row_seeds():
     ids, mask = left_pad([[5, 6], [7], []], pad_id=0, device=torch.device("cpu"))
     assert ids.tolist() == [[5, 6], [0, 7], [0, 0]] and mask.tolist() == [[1, 1], [0, 1], [0, 0]]
     assert row_seed(13, 4) == row_seed(13, 4) != row_seed(13, 5) != row_seed(14, 4)
+
+
+def reference_stop(tokens: list[int], ends: set[int], starts: set[int], min_tokens: int, budget: int):
+    """The sentence-end rule written plainly, on a row decoded without it: the first token at or past
+    ``min_tokens`` that ends a sentence and is followed by one that starts a new sentence (dropped), or
+    is the budget's last token; else the row as it was."""
+    for k, token in enumerate(tokens):
+        if k + 1 >= min_tokens and token in ends:
+            if k + 1 == budget:
+                return tokens, StopReason.SENTENCE
+            if k + 1 < len(tokens) and tokens[k + 1] in starts:
+                return tokens[: k + 1], StopReason.SENTENCE
+    return tokens, None
+
+
+def masks(vocab: int, ends: set[int], starts: set[int], min_tokens: int = 3) -> SentenceEnds:
+    as_mask = lambda ids: torch.isin(torch.arange(vocab), torch.tensor(sorted(ids), dtype=torch.long))  # noqa: E731
+    return SentenceEnds(as_mask(ends), as_mask(starts), min_tokens)
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_sentence_ends_cut_each_row_where_the_plain_rule_says(loaded, prompt, contexts, greedy):
+    """Random token sets play "ends a sentence" and "starts one": every row is the row decoded without
+    the rule (same seeds), cut where ``reference_stop`` cuts it, and stays the same in another batch."""
+    vocab = loaded.model.config.vocab_size
+    plain = settings_for(loaded, greedy=greedy, max_new_tokens=12, repetition_penalty=1.2)
+    cache = PromptCache(loaded.model, prompt)
+    many = [*contexts, *contexts]  # 6 rows, 6 seeds
+    seeds = list(range(30, 36))
+    free = generate_batch(loaded.model, cache, many, seeds, plain)
+    generator = torch.Generator().manual_seed(4)
+    ends = set(torch.randperm(vocab, generator=generator)[: vocab // 4].tolist()) | {free[0].tokens[3]}
+    starts = set(torch.randperm(vocab, generator=generator)[: vocab // 2].tolist()) | {free[0].tokens[4]}
+    cut = SamplingSettings(**{**vars(plain), "sentence_ends": masks(vocab, ends, starts)})
+    rows = generate_batch(loaded.model, cache, many, seeds, cut)
+    stops = []
+    for before, row in zip(free, rows, strict=True):
+        expected, reason = reference_stop(before.tokens, ends, starts, 3, 12)
+        if before.finished and reason is None:  # eos first
+            assert row.tokens == before.tokens and row.stop is StopReason.EOS
+        elif reason is None:
+            assert row.tokens == before.tokens and row.stop is StopReason.LENGTH and not row.finished
+        else:
+            assert row.tokens == expected and row.stop is StopReason.SENTENCE and row.finished
+            assert len(row.tokens) >= 3
+        stops.append(row.stop)
+    assert stops[0] is StopReason.SENTENCE and (greedy or len(set(stops)) > 1)
+    alone = generate_batch(loaded.model, cache, many[4:5], seeds[4:5], cut)[0]
+    assert (alone.tokens, alone.stop) == (rows[4].tokens, rows[4].stop)
+    k = next(i for i, r in enumerate(rows) if r.stop is StopReason.SENTENCE)  # the dropped token is not scored
+    budget = SamplingSettings(**{**vars(plain), "max_new_tokens": len(rows[k].tokens)})
+    short = generate_batch(loaded.model, cache, many[k : k + 1], seeds[k : k + 1], budget)[0]
+    assert short.tokens == rows[k].tokens and short.logprob_sum == pytest.approx(rows[k].logprob_sum, abs=1e-4)
+    assert short.mean_logprob == pytest.approx(rows[k].mean_logprob, abs=1e-5)  # no eos in either
+
+
+def test_sentence_ends_wait_for_min_tokens_and_min_new_tokens(loaded, prompt, contexts):
+    vocab = loaded.model.config.vocab_size
+    everything = masks(vocab, set(range(vocab)), set(range(vocab)), min_tokens=4)  # every token ends and starts
+    greedy = settings_for(loaded, greedy=True, max_new_tokens=9)
+    rows = generate_batch(
+        loaded.model, prompt, contexts, [0, 1, 2], SamplingSettings(**{**vars(greedy), "sentence_ends": everything})
+    )
+    assert [(len(r.tokens), r.stop) for r in rows] == [(4, StopReason.SENTENCE)] * 3  # the 5th token dropped
+    held = SamplingSettings(**{**vars(greedy), "sentence_ends": everything, "min_new_tokens": 9})  # benchmarks
+    rows = generate_batch(loaded.model, prompt, contexts, [0, 1, 2], held)
+    assert [len(r.tokens) for r in rows] == [9] * 3 and all(r.stop is StopReason.SENTENCE for r in rows)
+    assert (
+        generate_batch(loaded.model, prompt, contexts, [0], SamplingSettings(**{**vars(greedy), "min_new_tokens": 9}))[
+            0
+        ].stop
+        is StopReason.LENGTH
+    )
+
+
+def test_sentence_ends_and_starts_from_token_texts():
+    for text in (".", "!", "?", '."', "?)", " ...", "3.", ".”"):
+        assert ends_sentence(text), text
+    for text in ("a", ".a", ",", " ", "", "<s>"):
+        assert not ends_sentence(text), text
+    for text in (" The", "\n", " ", " 5", ' "', "\n\nNext"):
+        assert starts_sentence(text), text
+    for text in (" the", "The", "5", "", "."):
+        assert not starts_sentence(text), text
+
+
+@pytest.mark.parametrize("family", [Family.DECODER, Family.SEQ2SEQ])  # byte-level BPE, and Unigram with Metaspace
+def test_sentence_ends_from_a_tokenizer(tiny_model_dirs, family):
+    tokenizer = load_model(str(tiny_model_dirs[family])).tokenizer
+    texts = continuation_texts(tokenizer, len(tokenizer) + 2)
+    sentence = SentenceEnds.from_tokenizer(tokenizer, len(tokenizer) + 2)
+    assert sentence.ends.shape == sentence.starts.shape == (len(tokenizer) + 2,) and texts[-2:] == ["", ""]
+    ids = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    full_stop = ids("home.")[-1]
+    assert texts[full_stop] == "." and sentence.ends[full_stop] and not sentence.starts[full_stop]
+    the = ids("home. The")[-1]  # the space belongs to the token (BPE) or its Metaspace marker
+    assert texts[the] == " The" and sentence.starts[the] and not sentence.ends[the]
+    lower = ids("home the")[-1]
+    assert texts[lower] == " the" and not sentence.starts[lower]
+    for special in tokenizer.all_special_ids:
+        assert not sentence.ends[special] and not sentence.starts[special]
+    assert int(sentence.ends.sum()) == sum(
+        ends_sentence(t) for i, t in enumerate(texts) if i not in tokenizer.all_special_ids
+    )

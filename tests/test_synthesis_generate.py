@@ -19,7 +19,9 @@ from dawgen.cli import app
 from dawgen.data.sources import demo_task
 from dawgen.data.synthetic import load_synthetic
 from dawgen.models.loading import DEFAULT_MODEL, load_model
-from dawgen.synthesis import GenerationConfig, generate_synthetic
+from dawgen.pipeline.config import RunConfig
+from dawgen.synthesis import GenerationConfig, StopAt, generate_synthetic
+from dawgen.synthesis.stopping import ends_sentence
 from dawgen.synthesis.writer import parts_dir, rejected_path, summary_path
 from dawgen.tasks import load_task_file
 
@@ -231,6 +233,35 @@ def test_label_consistency_scores_agree_with_decoding(generator_dir, tmp_path, p
     assert outcome.summary["filters"]["label_inconsistent"] == len(inconsistent)
 
 
+def test_pair_samples_end_at_their_first_sentence_and_say_how_they_stopped(generator_dir, reference, tmp_path):
+    """``stop_at: auto`` stops a pair task's samples at a sentence end too; ``eos`` decodes the same samples
+    past it. Every record says how it stopped; a row that did not end is ``no_eos``, one that did is not."""
+    summary = reference.summary
+    records = [json.loads(line) for line in lines(reference.path) + lines(rejected_path(reference.path))]
+    assert summary["config"]["stop_at"] == "auto" and summary["stops"]["sentence"] > 0
+    assert sum(summary["stops"].values()) == summary["attempted"]
+    assert summary["stops"]["length"] == summary["filters"]["no_eos"]
+    assert all((r["stop"] == "length") == (r.get("reject") == "no_eos") for r in records)
+    ended = [r for r in records if r["stop"] == "sentence" and r.get("reject") is None]
+    assert ended and all(ends_sentence(r["text_b"]) for r in ended)
+    eos_only = generate_synthetic(
+        generator_dir, tmp_path / "eos.jsonl", GenerationConfig(**SMALL, stop_at="eos"), show_progress=False
+    )
+    assert eos_only.summary["stops"]["sentence"] == 0
+    assert eos_only.summary["filters"]["no_eos"] > summary["filters"]["no_eos"]
+    others = {r["index"]: r for r in map(json.loads, lines(eos_only.path) + lines(rejected_path(eos_only.path)))}
+    same = [
+        (r, others[r["index"]]) for r in ended if r["index"] in others and others[r["index"]]["text_a"] == r["text_a"]
+    ]
+    assert same  # the same sample decoded on: the sentence, then more (or the budget ended right after it)
+    budget = SMALL["max_new_tokens"]
+    for r, other in same:
+        assert other["text_b"].startswith(r["text_b"])
+        assert other["num_tokens"] > r["num_tokens"] or (r["num_tokens"] == budget and other["stop"] == "length")
+    with pytest.raises(ValueError, match="other settings"):
+        generate_synthetic(generator_dir, reference.path, GenerationConfig(**SMALL, stop_at="eos"), show_progress=False)
+
+
 def test_single_sentence_task_generates_from_the_prompt_alone(talkative_dir, tmp_path):
     (tmp_path / "task.yaml").write_text(SINGLE_TASK)
     task = load_task_file(tmp_path / "task.yaml")
@@ -240,6 +271,7 @@ def test_single_sentence_task_generates_from_the_prompt_alone(talkative_dir, tmp
     records = [json.loads(line) for line in lines(outcome.path)]
     assert records and all("text_b" not in r and "overlap" not in r for r in records)
     assert outcome.summary["settings"]["pool"] is None
+    assert outcome.summary["stops"]["sentence"] == 0  # stop_at auto: eos only for a single-sentence task
     assert len(load_synthetic(task, outcome.path).examples) == len(records)
     with pytest.raises(ValueError, match="does not match"):
         generate_synthetic(generator, tmp_path / "x.jsonl", config, task=TASK)
@@ -297,3 +329,15 @@ def test_smollm2_generates_with_untuned_prompts(smollm2, tmp_path):
     assert summary["attempted"] == 6 and summary["settings"]["model"] == DEFAULT_MODEL
     records = [json.loads(line) for line in lines(outcome.path) + lines(rejected_path(outcome.path))]
     assert len(records) == 6 and all(r["text_b"] is not None for r in records)
+
+
+def test_stop_at_option():
+    default = GenerationConfig()
+    assert default.stop_at is StopAt.AUTO and default.stops_at_sentence(pair=True)
+    assert not default.stops_at_sentence(pair=False)
+    assert GenerationConfig(stop_at="sentence").stops_at_sentence(pair=False)
+    assert not GenerationConfig(stop_at="eos").stops_at_sentence(pair=True)
+    run = RunConfig(tasks=["RTE"], data="x", generation={"stop_at": "eos"})
+    assert run.generation_config(13).stop_at is StopAt.EOS
+    with pytest.raises(ValueError, match="'comma' is not a valid StopAt"):
+        GenerationConfig(stop_at="comma")

@@ -56,6 +56,18 @@ def tune_generator_command(
     ] = None,
     precision: Annotated[str | None, typer.Option(help="auto, bf16 or fp32.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, ...")] = None,
+    weight_temperature: Annotated[
+        float | None, typer.Option(help="Token weights softmax(scores / T); T > 1 flattens them (default 1).")
+    ] = None,
+    weight_floor: Annotated[
+        float | None, typer.Option(help="Share of uniform mixed into the token weights, in [0, 1] (default 0).")
+    ] = None,
+    weight_min_entropy: Annotated[
+        float | None, typer.Option(help="Entropy floor of the token weights, entropy / log N in [0, 1) (default 0).")
+    ] = None,
+    eos_weight: Annotated[
+        float | None, typer.Option(help="Extra weight of eos in the LM loss, >= 1 (default 1: none).")
+    ] = None,
     set_: SetOpt = None,
 ) -> None:
     """Stage 1: tune per-label soft prompts of a frozen causal LM on few-shot data (DawGen, FewGen or plain)."""
@@ -67,6 +79,8 @@ def tune_generator_command(
         "learning_rate": lr, "num_prompt_tokens": prompt_tokens, "per_label_batch": per_label_batch,
         "lambda_dist": lambda_dist, "disc_form": disc_form, "dist_pairing": dist_pairing, "precision": precision,
         "device": device, "hypergradient": hypergradient, "prompt_depth": prompt_depth,
+        "weight_temperature": weight_temperature, "weight_floor": weight_floor,
+        "weight_min_entropy": weight_min_entropy, "eos_weight": eos_weight,
     }  # fmt: skip
     try:
         run, options = split_run_options(options_of(config, flags, set_), ("task", "data"), GENERATOR_RUN_KEYS)
@@ -144,6 +158,10 @@ def generate_command(
     k: Annotated[int | None, typer.Option(help="Examples per label of the --few-shot split (16).")] = None,
     precision: Annotated[str | None, typer.Option(help="auto, bf16 or fp32.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, ...")] = None,
+    stop_at: Annotated[
+        str | None,
+        typer.Option(help="Where a sample ends: auto (default: sentence for pair tasks, else eos), eos or sentence."),
+    ] = None,
     set_: SetOpt = None,
 ) -> None:
     """Stage 2: generate a labelled synthetic set with a tuned generator (filtered, resumable).
@@ -164,7 +182,7 @@ def generate_command(
         "device": device, "char_copy_threshold": char_copy_threshold, "consistency_filter": consistency_filter,
         "judge_confidence": judge_confidence, "consistency_classifier": consistency_classifier,
         "relatedness_floor": relatedness_floor, "relatedness_quantile": relatedness_quantile, "few_shot": few_shot,
-        "k": k,
+        "k": k, "stop_at": stop_at,
     }  # fmt: skip
     try:
         run, rest = split_run_options(options_of(config, flags, set_), ("generator", "out"), GENERATE_RUN_KEYS)

@@ -34,6 +34,7 @@ from dawgen.generator.losses import (
     pooled_representations,
     token_disc_loss,
     token_weights,
+    with_eos_weight,
 )
 from dawgen.generator.prompts import PromptLayout, TargetScores, every_label_passes, own_label_passes, score_targets
 from dawgen.generator.sequences import GenBatch
@@ -63,16 +64,20 @@ class BatchScores:
 
 class GeneratorObjective:
     """The losses of ``config.variant`` on a frozen causal LM, as functions of the label prompts
-    ([L, *layout.row_shape()]; no ``layout``: input prompts [L, m, d])."""
+    ([L, *layout.row_shape()]; no ``layout``: input prompts [L, m, d]). ``eos_id`` (the tokenizer's eos)
+    is needed when ``config.eos_weight`` is not 1."""
 
     def __init__(
         self, model: Any, config: GeneratorConfig, num_labels: int, autocast_dtype: torch.dtype | None,
-        layout: PromptLayout | None = None,
+        layout: PromptLayout | None = None, eos_id: int | None = None,
     ) -> None:  # fmt: skip
+        if config.eos_weight != 1 and eos_id is None:
+            raise ValueError("eos_weight needs the eos token's id: GeneratorObjective(..., eos_id=...)")
         self.model = model
         self.config = config
         self.num_labels = num_labels
         self.autocast_dtype = autocast_dtype
+        self.eos_id = eos_id
         self.layout = layout
 
     @property
@@ -138,11 +143,13 @@ class GeneratorObjective:
         """L_dawgen of the variant from ``scores`` (from ``score``); W stays in the graph only when
         ``train_weight_net``. W reads ``features`` (default: ``self.features(scores, batch)``)."""
         if self.config.variant is Variant.PLAIN or weight_net is None:
-            loss = lm_loss(scores.own_logprob)
+            loss = lm_loss(scores.own_logprob, self._with_eos_weight(None, batch))
             return LossParts(total=loss, lm=loss.detach())
         raw = weight_net(self.features(scores, batch) if features is None else features)
         raw = raw if train_weight_net else raw.detach()
-        weights = token_weights(raw)
+        config = self.config
+        weights = token_weights(raw, config.weight_temperature, config.weight_floor, config.weight_min_entropy)
+        weights = self._with_eos_weight(weights, batch)
         wgen = lm_loss(scores.own_logprob, weights)
         parts = LossParts(total=wgen, lm=wgen.detach(), weights=weights.detach())
         if self.config.uses_dist:
@@ -150,6 +157,12 @@ class GeneratorObjective:
             parts.total = wgen + self.config.lambda_dist * dist
             parts.dist = dist.detach()
         return parts
+
+    def _with_eos_weight(self, weights: torch.Tensor | None, batch: GenBatch) -> torch.Tensor | None:
+        """``weights`` with ``config.eos_weight`` applied to the batch's eos targets (``losses.with_eos_weight``)."""
+        if self.config.eos_weight == 1:
+            return weights
+        return with_eos_weight(weights, batch.target_ids == self.eos_id, self.config.eos_weight)
 
     def _dist(self, scores: BatchScores, raw: torch.Tensor, batch: GenBatch) -> torch.Tensor:
         """L_dist on W-pooled representations (a sample's pooling weights come from its own-prompt pass)."""

@@ -55,6 +55,17 @@ class GeneratorConfig:
     weight net, ``lookahead_lr`` (alpha) the differentiable look-ahead step. ``hypergradient`` picks
     how W's gradient through the look-ahead is computed; ``fd_radius`` (r, DARTS's 0.01) is the norm of
     the finite-difference perturbation ``eps * v`` (``eps = r / ||v||``), used by ``finite-difference`` only.
+
+    Token weights of the weighted variants (``losses.token_weights``; ``plain`` has none):
+    ``N * ((1 - weight_floor) * softmax(scores / T) + weight_floor / N)`` over the batch's N target tokens,
+    mean 1. ``T`` = ``weight_temperature`` (> 1 flattens the weights), raised where needed to the smallest
+    temperature at which their entropy / log N reaches ``weight_min_entropy`` (an entropy floor, found by
+    bisection on the detached scores); ``weight_floor`` (in [0, 1]) mixes in uniform weights, so every token
+    keeps at least ``weight_floor`` of the mean weight and the entropy ratio is at least ``weight_floor``.
+    The defaults (1, 0, 0) are FewGen's softmax. ``eos_weight`` (>= 1; 1: off) favours the eos token in
+    L_wgen and the plain LM loss, not in L_disc: ``eos_weight - 1`` is added to every eos token's weight
+    after the normalisation (so the weight net cannot starve it), then all weights are rescaled to mean 1;
+    in the plain loss an eos token then weighs ``eos_weight`` times any other (``losses.with_eos_weight``).
     """
 
     variant: Variant = Variant.DAWGEN
@@ -82,6 +93,11 @@ class GeneratorConfig:
     precision: str = "auto"
     device: str = "auto"
     seed: int = 13
+    # token-weight normalisation against collapse onto a few tokens, and the eos token's weight (see above)
+    weight_temperature: float = 1.0
+    weight_floor: float = 0.0
+    weight_min_entropy: float = 0.0
+    eos_weight: float = 1.0
 
     def __post_init__(self) -> None:
         self.variant = Variant(self.variant)
@@ -108,6 +124,18 @@ class GeneratorConfig:
             raise ValueError(f"top_tokens must be non-negative, got {self.top_tokens}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        self._check_token_weights()
+
+    def _check_token_weights(self) -> None:
+        if self.weight_temperature <= 0:
+            raise ValueError(f"weight_temperature must be positive, got {self.weight_temperature}")
+        if not 0 <= self.weight_floor <= 1:
+            raise ValueError(f"weight_floor must be in [0, 1] (a share of uniform weights), got {self.weight_floor}")
+        if not 0 <= self.weight_min_entropy < 1:
+            bound = self.weight_min_entropy
+            raise ValueError(f"weight_min_entropy must be in [0, 1) (entropy / log N), got {bound}")
+        if self.eos_weight < 1:
+            raise ValueError(f"eos_weight must be at least 1 (1: eos weighs like any token), got {self.eos_weight}")
 
     @property
     def uses_weight_net(self) -> bool:

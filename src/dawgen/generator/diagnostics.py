@@ -12,6 +12,7 @@ import torch
 
 from dawgen.evaluation.plots import read_metrics, running_mean
 from dawgen.generator.bilevel import GeneratorObjective
+from dawgen.generator.losses import entropy_ratio
 from dawgen.generator.sequences import GenBatch, GenSequence, collate
 
 matplotlib.use("Agg")
@@ -23,14 +24,13 @@ def weight_stats(weights: torch.Tensor, batch: GenBatch, tokenizer: Any, top_k: 
     """Entropy of the token weights (as a distribution; ``weight_entropy_ratio`` = 1 means uniform),
     their spread, and the ``top_k`` tokens the weight net favours in the batch's first sample."""
     weights = weights.detach().float().cpu()
-    share = weights / weights.sum()
-    entropy = float(-(share * share.clamp_min(1e-30).log()).sum())
+    ratio = float(entropy_ratio(weights))
     first = (batch.target_rows.cpu() == 0).nonzero().squeeze(1)
     order = first[weights[first].argsort(descending=True)][:top_k]
     ids = batch.target_ids.cpu()
     return {
-        "weight_entropy": entropy,
-        "weight_entropy_ratio": entropy / math.log(len(weights)) if len(weights) > 1 else 1.0,
+        "weight_entropy": ratio * math.log(len(weights)),
+        "weight_entropy_ratio": ratio,
         "weight_max": float(weights.max()),
         "weight_min": float(weights.min()),
         "weight_std": float(weights.std()) if len(weights) > 1 else 0.0,

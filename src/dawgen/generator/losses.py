@@ -6,16 +6,86 @@ Notation: ``N`` target tokens in a batch of ``B`` rows, ``L`` labels, hidden siz
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from dawgen.generator.config import DiscForm
 
+BISECTION_STEPS = 40  # halvings of the bracket of the entropy-floor temperature: 2^-40 of it
+DOUBLINGS = 64  # at most this many doublings of the temperature to bracket it (then the weights are uniform)
 
-def token_weights(scores: torch.Tensor) -> torch.Tensor:
-    """Weights from the weight net's scores ([N]): softmax over all target tokens of the batch, times ``N``,
-    so they are positive with mean 1 and a weighted loss keeps the unweighted loss's scale."""
-    return scores.numel() * torch.softmax(scores, dim=0)
+
+def entropy_ratio(weights: torch.Tensor) -> torch.Tensor:
+    """The entropy of non-negative ``weights`` ([N]) as a distribution, over its largest value ``log N``:
+    1 for uniform weights, towards 0 as they pile onto one token (1 when ``N = 1``)."""
+    count = weights.numel()
+    if count < 2:
+        return weights.new_tensor(1.0)
+    share = weights / weights.sum()
+    return -(share * share.clamp_min(1e-30).log()).sum() / math.log(count)
+
+
+def floor_temperature(scores: torch.Tensor, temperature: float = 1.0, min_entropy: float = 0.0) -> float:
+    """The smallest temperature ``T >= temperature`` at which ``softmax(scores / T)`` has an entropy ratio
+    of at least ``min_entropy`` (< 1), by bisection on the detached scores in float64: the entropy of a
+    softmax grows with its temperature (``dH/dT = Var_p(scores) / T^3``) towards uniform's. Returned as
+    a number, so autograd treats it as a constant."""
+    if min_entropy <= 0 or scores.numel() < 2:
+        return temperature
+    detached = scores.detach().double()
+
+    def reaches(t: float) -> bool:
+        return float(entropy_ratio(torch.softmax(detached / t, dim=0))) >= min_entropy
+
+    if reaches(temperature):
+        return temperature
+    low, high = temperature, 2 * temperature
+    for _ in range(DOUBLINGS):
+        if reaches(high):
+            break
+        low, high = high, 2 * high
+    for _ in range(BISECTION_STEPS):
+        middle = (low + high) / 2
+        low, high = (low, middle) if reaches(middle) else (middle, high)
+    return high
+
+
+def token_weights(
+    scores: torch.Tensor, temperature: float = 1.0, floor: float = 0.0, min_entropy: float = 0.0
+) -> torch.Tensor:
+    """Weights from the weight net's scores ([N]), positive with mean 1, so a weighted loss keeps the
+    unweighted loss's scale: ``N * ((1 - floor) * softmax(scores / T) + floor / N)`` over all target
+    tokens of the batch.
+
+    ``T`` is ``temperature``, raised where needed to the smallest temperature at which the softmax's
+    entropy ratio (entropy / log N) reaches ``min_entropy`` (``floor_temperature``; a constant for
+    autograd, so the weights stay a softmax of the scores, differentiable in them). ``floor`` mixes in
+    the uniform distribution, as defensive importance sampling mixes in its nominal distribution
+    (Hesterberg 1995) to bound the weights: every weight is at least ``floor`` (the mean is 1), at most
+    ``(1 - floor) * N + floor``, and, the entropy being concave, the entropy ratio is at least ``floor``
+    too. The defaults (1, 0, 0) are FewGen's ``N * softmax(scores)``; a large ``T`` gives uniform weights.
+    """
+    count = scores.numel()
+    share = torch.softmax(scores / floor_temperature(scores, temperature, min_entropy), dim=0)
+    if floor > 0:
+        share = (1 - floor) * share + floor / count
+    return count * share
+
+
+def with_eos_weight(weights: torch.Tensor | None, is_eos: torch.Tensor, eos_weight: float) -> torch.Tensor | None:
+    """Token weights that favour the eos tokens (``is_eos`` [N] bool): ``eos_weight - 1`` is added to each
+    eos token's weight (``weights``, mean 1; None: the plain loss's, all 1), then every weight is scaled
+    by the same factor so the mean is 1 again. For the plain loss an eos token then weighs
+    ``eos_weight`` times any other; added after the weight normalisation, it keeps an eos token's weight at
+    least ``(eos_weight - 1) * N / (N + n_eos * (eos_weight - 1))`` whatever the weight net does.
+    ``eos_weight = 1`` returns ``weights`` unchanged."""
+    if eos_weight == 1:
+        return weights
+    base = torch.ones(is_eos.shape, device=is_eos.device) if weights is None else weights
+    raised = base + (eos_weight - 1) * is_eos.to(base.dtype)
+    return raised * (raised.numel() / raised.sum())
 
 
 def lm_loss(logprob: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:

@@ -87,6 +87,7 @@ def tune_generator(
         "best_step": trainer.state.best_step,
         "dev": trainer.state.best_dev,
         "history": trainer.state.history,
+        "weight_entropy_ratio": trainer.weight_entropy_summary(),  # token weights, 1 = uniform; None for plain
         "train_seconds": round(time.perf_counter() - started, 1),
     }  # fmt: skip
     if out is not None:

@@ -42,6 +42,8 @@ class TrainState:
     best_dev: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)  # the dev evaluations
     epoch_lm: list[float] = field(default_factory=list)  # the LM losses of the epoch's steps so far
+    epoch_weight_entropy: list[float] = field(default_factory=list)  # the epoch's weight_entropy_ratio so far
+    weight_entropy_sum: float = 0.0  # weight_entropy_ratio summed over every step so far
 
 
 class GeneratorTrainer:
@@ -74,8 +76,9 @@ class GeneratorTrainer:
         )  # fmt: skip
         self.prompts.to(self.device)
         self.objective = GeneratorObjective(
-            self.model, config, task.num_labels, resolve_precision(config.precision, self.device), self.prompts.layout
-        )
+            self.model, config, task.num_labels, resolve_precision(config.precision, self.device), self.prompts.layout,
+            eos_id=self.tokenizer.eos_token_id,
+        )  # fmt: skip
         head = self.model.get_output_embeddings()
         net = make_weight_net(config, getattr(head, "in_features", loaded.embedding_dim))
         self.weight_net = None if net is None else net.to(self.device)
@@ -115,13 +118,16 @@ class GeneratorTrainer:
         prompts = self.prompts.weight.detach() if prompts is None else prompts.to(self.device)
         return dev_metrics(self.objective, prompts, sequences, self.pad_id, self.config.eval_batch_size)
 
-    def _record_eval(self, dev: Sequence[GenSequence], epoch: int, train_lm: float | None) -> dict[str, Any]:
+    def _record_eval(
+        self, dev: Sequence[GenSequence], epoch: int, train_lm: float | None, train_entropy: float | None = None
+    ) -> dict[str, Any]:
         metrics = self.evaluate(dev)
         if not self.state.history or metrics["dev_loss"] < self.state.best_dev["dev_loss"]:
             self.state.best_step, self.state.best_epoch, self.state.best_dev = self.state.step, epoch, metrics
             self.best_prompts = self.prompts.weight.detach().clone()
             self.best_weight_net = self._weight_net_state()
         record = {"kind": "eval", "step": self.state.step, "epoch": epoch, "train_lm": train_lm, **metrics}
+        record["train_weight_entropy_ratio"] = train_entropy  # the epoch's mean; None for plain and epoch 0
         self.state.history.append(record)
         self._log(record)
         return record
@@ -148,18 +154,36 @@ class GeneratorTrainer:
             record = self.take_step([train_seqs[i] for i in indices])
             self.state.step += 1
             self.state.epoch_lm.append(record["lm"])
+            if "weight_entropy_ratio" in record:
+                self.state.epoch_weight_entropy.append(record["weight_entropy_ratio"])
+                self.state.weight_entropy_sum += record["weight_entropy_ratio"]
             record = {"kind": "step", "step": self.state.step, "epoch": epoch + 1, **record}
             self._log(record)
             if self.state.step % epoch_steps == 0:
                 train_lm = sum(self.state.epoch_lm) / len(self.state.epoch_lm)
-                self.state.epoch_lm = []
-                record = self._record_eval(dev_seqs, epoch + 1, train_lm)
+                entropies = self.state.epoch_weight_entropy
+                train_entropy = sum(entropies) / len(entropies) if entropies else None
+                self.state.epoch_lm, self.state.epoch_weight_entropy = [], []
+                record = self._record_eval(dev_seqs, epoch + 1, train_lm, train_entropy)
                 self._checkpoint()
             elif self.config.checkpoint_every and self.state.step % self.config.checkpoint_every == 0:
                 self._checkpoint()
             if on_step is not None:
                 on_step(self.state.step, record)
         return self.best_generator()
+
+    def weight_entropy_summary(self) -> dict[str, float | None] | None:
+        """The token weights' ``weight_entropy_ratio`` (1 = uniform) averaged over every step so far, over
+        the last finished epoch's steps and over the kept epoch's (None before its first step); None
+        without a weight net or before the first step."""
+        if self.weight_net is None or self.state.step == 0:
+            return None
+        by_epoch = {r["epoch"]: r.get("train_weight_entropy_ratio") for r in self.state.history}
+        return {
+            "all_steps": self.state.weight_entropy_sum / self.state.step,
+            "last_epoch": self.state.history[-1].get("train_weight_entropy_ratio"),
+            "kept_epoch": by_epoch.get(self.state.best_epoch),
+        }
 
     def best_generator(self) -> TunedGenerator:
         """The kept prompts and weight net, with the run's settings."""

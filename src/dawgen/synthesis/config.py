@@ -38,10 +38,18 @@ class RelatednessFloor(StrEnum):
     KSHOT = "kshot"  # the relatedness_quantile of the MiniLM cosine over the label's k-shot training pairs
 
 
+class StopAt(StrEnum):
+    """Where a generated sample ends (``stopping``); a row that ends neither way within the budget is ``no_eos``."""
+
+    AUTO = "auto"  # sentence for sentence-pair tasks (their second text is one sentence), eos for the others
+    EOS = "eos"  # at the eos token only (FewGen's)
+    SENTENCE = "sentence"  # at eos or at the end of the first sentence, its punctuation kept
+
+
 class Reject(StrEnum):
     """Why a generated sample was dropped; every reason is counted in the summary."""
 
-    NO_EOS = "no_eos"  # no eos within max_new_tokens: the text did not end
+    NO_EOS = "no_eos"  # no eos (nor a sentence end, where stop_at allows one) within max_new_tokens
     EMPTY = "empty"
     NEWLINE = "newline"
     COPY = "copy"  # a copy of the first sentence: word sets that overlap by copy_threshold or more
@@ -64,7 +72,8 @@ class GenerationConfig:
     ``reuse_pool``), or after ``top_up_rounds`` further rounds (None: no limit on rounds). A label
     that gave up is named in a warning and in the summary's ``gave_up``. ``copy_threshold``:
     Jaccard overlap of the lower-cased word sets of the two sentences at or above which the second
-    counts as a copy of the first.
+    counts as a copy of the first. ``stop_at``: where a sample ends (``StopAt``); a sentence end is
+    terminal punctuation followed by a token that starts a new sentence (``stopping``), so "3.5" does not end one.
 
     Filters against wrong labels and shortcuts (``synthesis.kshot_filters``; the last group of fields):
     ``char_copy_threshold``, the character-level similarity (``filters.char_similarity``) at or above
@@ -97,6 +106,8 @@ class GenerationConfig:
     precision: str = "auto"
     device: str = "auto"
     seed: int = 13
+    stop_at: StopAt = StopAt.AUTO
+
     # -- filters against wrong labels and shortcuts (issue 16; see synthesis.kshot_filters) --
     char_copy_threshold: float = 0.9
     consistency_filter: ConsistencyFilter = ConsistencyFilter.OFF
@@ -107,6 +118,7 @@ class GenerationConfig:
 
     def __post_init__(self) -> None:
         self.decoding = Decoding(self.decoding)
+        self.stop_at = StopAt(self.stop_at)
         self.dedup = DedupKey(self.dedup)
         for name in ("per_label", "max_new_tokens", "batch_size"):
             if getattr(self, name) < 1:
@@ -158,6 +170,10 @@ class GenerationConfig:
     def attempts_bound(self) -> int:
         """The most samples generated for one label: ``max_attempts_per_label`` or its default."""
         return self.max_attempts_per_label or ATTEMPTS_PER_SAMPLE * self.per_label
+
+    def stops_at_sentence(self, pair: bool) -> bool:
+        """Whether samples of a (sentence-pair, if ``pair``) task end at the end of their first sentence too."""
+        return self.stop_at is StopAt.SENTENCE or (self.stop_at is StopAt.AUTO and pair)
 
     @property
     def greedy(self) -> bool:

@@ -3,7 +3,8 @@ A deep prompt's keys/values are the prompt itself (``PromptCache.from_prefix``).
 
 Every row is ``[label prompt (m vectors)][pad ...][context tokens][generated ...]``: the prompt's cache
 is copied to the batch size, the left-padded contexts are prefilled with positions that continue
-after the prompt and skip the pads, then one token per step. Rows leave the batch when they emit eos.
+after the prompt and skip the pads, then one token per step. Rows leave the batch when they emit eos,
+or, with ``SamplingSettings.sentence_ends``, when they end a sentence (``stopping``).
 Each row draws its random numbers from its own ``torch.Generator`` (seeded from the run seed and the
 sample's index), so what a sample becomes does not depend on which batch it is in.
 """
@@ -21,6 +22,7 @@ from transformers import DynamicCache
 
 from dawgen.models.kv_prefix import KVShape, prefix_cache
 from dawgen.models.precision import autocast
+from dawgen.synthesis.stopping import SentenceEnds, StopReason
 
 NUCLEUS_CANDIDATES = (256, 4096)  # the nucleus is looked for among the top tokens first (a full sort is slow on CPU)
 
@@ -36,20 +38,26 @@ class SamplingSettings:
     temperature: float = 0.8
     repetition_penalty: float = 1.0  # CTRL-style, over the row's context and generated tokens
     max_new_tokens: int = 50
-    min_new_tokens: int = 0  # eos is forbidden before this many tokens (benchmarks use it to fix lengths)
+    min_new_tokens: int = 0  # eos (and a sentence end) is forbidden before this many tokens (benchmarks fix lengths)
+    sentence_ends: SentenceEnds | None = None  # also stop at the end of a sentence; None: at eos only
 
 
 @dataclass(frozen=True)
 class GeneratedRow:
     """What one row produced."""
 
-    tokens: list[int]  # the generated tokens, eos not included
-    finished: bool  # whether the row emitted eos within max_new_tokens
-    logprob_sum: float  # log-probability of the tokens (and of eos when finished) under the unprocessed model
+    tokens: list[int]  # the generated tokens, eos not included (a sentence end's punctuation is)
+    stop: StopReason  # eos, sentence (its end), or length (neither within max_new_tokens)
+    logprob_sum: float  # log-probability of the tokens (and of eos after them) under the unprocessed model
+
+    @property
+    def finished(self) -> bool:
+        """Whether the text ended (eos or a sentence end) within max_new_tokens."""
+        return self.stop is not StopReason.LENGTH
 
     @property
     def mean_logprob(self) -> float:
-        scored = len(self.tokens) + int(self.finished)
+        scored = len(self.tokens) + int(self.stop is StopReason.EOS)
         return self.logprob_sum / scored if scored else 0.0
 
 
@@ -195,6 +203,9 @@ def _choose(scores: torch.Tensor, settings: SamplingSettings, generators: list[t
     return nucleus_sample(probs, uniform, settings.top_p)
 
 
+STOPS = tuple(StopReason)  # a row's stop as an index into this, in the loop
+
+
 @torch.no_grad()
 def generate_batch(
     model: Any,
@@ -205,15 +216,24 @@ def generate_batch(
     autocast_dtype: torch.dtype | None = None,
 ) -> list[GeneratedRow]:
     """Continue every context under one label prompt: a ``PromptCache`` (reused) or the [m, d] prompt
-    itself (its keys/values are then computed again for this batch). ``seeds``: one per row."""
+    itself (its keys/values are then computed again for this batch). ``seeds``: one per row.
+
+    With ``settings.sentence_ends`` a row whose last token ended a sentence (at or past ``min_tokens``
+    and ``min_new_tokens``) stops when its next token starts a new one; that token is dropped. A row
+    depends only on its own tokens and random stream, whichever batch it is in."""
     device = model.device
     batch = len(contexts)
     ids, mask = left_pad(contexts, settings.pad_token_id, device)
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
     tokens = torch.full((batch, settings.max_new_tokens), -1, dtype=torch.long, device=device)
     logprobs = torch.zeros(batch, settings.max_new_tokens, device=device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    stops = torch.full((batch,), STOPS.index(StopReason.LENGTH), dtype=torch.long, device=device)
     active = torch.arange(batch, device=device)  # the original row of every row still generating
+    sentence = settings.sentence_ends
+    if sentence is not None:
+        ends, starts = sentence.ends.to(device), sentence.starts.to(device)
+        earliest = max(sentence.min_tokens, settings.min_new_tokens)  # tokens a row needs before a sentence end
+    closed = torch.zeros(batch, dtype=torch.bool, device=device)  # the row's last token ended a sentence
     with autocast(device, autocast_dtype):
         logits, cache, attention, positions = _prefill(model, prompt, ids, mask)
         seen = torch.zeros(logits.shape, dtype=torch.bool, device=device)  # the tokens the penalty applies to
@@ -224,30 +244,42 @@ def generate_batch(
             if step < settings.min_new_tokens:
                 scores = scores.index_fill(1, torch.tensor([settings.eos_token_id], device=device), -torch.inf)
             chosen = _choose(scores, settings, generators)
-            tokens[active, step] = chosen
+            emitted_eos = chosen == settings.eos_token_id
+            ended = torch.zeros_like(emitted_eos)  # the last token ended a sentence and this one starts the next
+            if sentence is not None:
+                ended = closed & starts[chosen] & ~emitted_eos
+            kept = ~ended  # the next sentence's first token is not part of this one
+            tokens[active[kept], step] = chosen[kept]
             chosen_logits = logits.gather(1, chosen[:, None]).squeeze(1)
-            logprobs[active, step] = chosen_logits - torch.logsumexp(logits, dim=-1)
-            done = chosen == settings.eos_token_id
-            finished[active[done]] = True
-            if step + 1 == settings.max_new_tokens or bool(done.all()):
+            logprobs[active[kept], step] = (chosen_logits - torch.logsumexp(logits, dim=-1))[kept]
+            stops[active[emitted_eos]] = STOPS.index(StopReason.EOS)
+            stops[active[ended]] = STOPS.index(StopReason.SENTENCE)
+            done = emitted_eos | ended
+            if sentence is not None:
+                closed = ends[chosen] & (step + 1 >= earliest) & ~done
+            if step + 1 == settings.max_new_tokens:  # the budget ends right after a sentence end: it counts
+                stops[active[closed]] = STOPS.index(StopReason.SENTENCE)
+                break
+            if bool(done.all()):
                 break
             if bool(done.any()):  # drop finished rows from the batch
                 keep = (~done).nonzero().squeeze(1)
                 cache.batch_select_indices(keep)
                 active, chosen, positions, seen = active[keep], chosen[keep], positions[keep], seen[keep]
-                attention = attention[keep]
+                attention, closed = attention[keep], closed[keep]
                 generators = [generators[i] for i in keep.tolist()]
             seen[torch.arange(len(active), device=device), chosen] = True
             attention = torch.cat([attention, attention.new_ones(len(active), 1)], dim=1)
             logits = _forward(model, cache, attention, positions[:, None], input_ids=chosen[:, None])
             positions = positions + 1
-    return _rows(tokens.cpu(), logprobs.cpu(), finished.cpu(), settings.eos_token_id)
+    return _rows(tokens.cpu(), logprobs.cpu(), stops.cpu())
 
 
-def _rows(tokens: torch.Tensor, logprobs: torch.Tensor, finished: torch.Tensor, eos: int) -> list[GeneratedRow]:
+def _rows(tokens: torch.Tensor, logprobs: torch.Tensor, stops: torch.Tensor) -> list[GeneratedRow]:
     rows = []
-    for row_tokens, row_logprobs, row_finished in zip(tokens.tolist(), logprobs, finished.tolist(), strict=True):
+    for row_tokens, row_logprobs, index in zip(tokens.tolist(), logprobs, stops.tolist(), strict=True):
+        stop = STOPS[index]
         produced = [t for t in row_tokens if t != -1]
-        text_tokens = produced[:-1] if row_finished else produced  # without the eos
-        rows.append(GeneratedRow(text_tokens, row_finished, float(row_logprobs[: len(produced)].sum())))
+        text_tokens = produced[:-1] if stop is StopReason.EOS else produced  # without the eos
+        rows.append(GeneratedRow(text_tokens, stop, float(row_logprobs[: len(produced)].sum())))
     return rows

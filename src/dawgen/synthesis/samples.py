@@ -19,6 +19,7 @@ from dawgen.synthesis.filters import label_margins, mean_per_row, text_rejection
 from dawgen.synthesis.kshot_filters import KShotFilters
 from dawgen.synthesis.plan import WorkItem
 from dawgen.synthesis.pool import Pool
+from dawgen.synthesis.stopping import SentenceEnds, StopReason
 from dawgen.tasks.schema import Family, TaskSpec
 
 CONTEXT_ROOM = 64  # SequenceBuilder checks room for a target; here only its contexts are used
@@ -50,12 +51,16 @@ class SampleMaker:
         self.caches = None
         if config.reuse_prompt_cache:  # each label prompt's keys/values, computed once for the whole run
             self.caches = [self._cache(label) for label in range(task.num_labels)]
+        sentence_ends = None
+        if config.stops_at_sentence(task.pair):  # read from the vocabulary once
+            vocab_size = self.model.get_output_embeddings().weight.shape[0]
+            sentence_ends = SentenceEnds.from_tokenizer(self.tokenizer, vocab_size)
         self.settings = [
             SamplingSettings(
                 eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id,
                 greedy=config.greedy, top_p=config.top_p, temperature=config.temperature,
                 repetition_penalty=config.penalty_for(label, task.generator.repetition_penalty),
-                max_new_tokens=config.max_new_tokens,
+                max_new_tokens=config.max_new_tokens, sentence_ends=sentence_ends,
             )
             for label in task.labels
         ]  # fmt: skip
@@ -111,7 +116,7 @@ class SampleMaker:
             "index": item.index, "round": item.round, "slot": item.slot, "label": self.task.labels[item.label],
             "text_a": text_a, "text_b": text_b,
             "generator": self.generator_id, "seed": self.config.seed, "mean_logprob": round(row.mean_logprob, 4),
-            "num_tokens": len(row.tokens) + int(row.finished),
+            "num_tokens": len(row.tokens) + int(row.stop is StopReason.EOS), "stop": row.stop.value,
             "overlap": None if first is None else round(word_overlap(text, first), 4),
             "reject": None if reason is None else reason.value,
         }  # fmt: skip
@@ -126,8 +131,9 @@ class SampleMaker:
         passed = [k for k, item in enumerate(batch) if records[item.index]["reject"] is None]
         if not passed:
             return
-        eos = self.tokenizer.eos_token_id
-        sequences = [GenSequence(contexts[k], [*rows[k].tokens, eos], batch[k].label) for k in passed]
+        eos = [self.tokenizer.eos_token_id]  # scored where decoding emitted it, as in mean_logprob
+        ending = {k: eos if rows[k].stop is StopReason.EOS else [] for k in passed}
+        sequences = [GenSequence(contexts[k], [*rows[k].tokens, *ending[k]], batch[k].label) for k in passed]
         scored = collate(sequences, self.layout.input_slots, self.tokenizer.pad_token_id).to(self.prompts.device)
         passes = every_label_passes(scored, self.task.num_labels)
         logprob = score_targets(self.model, scored, self.prompts, passes, self.autocast_dtype, self.layout).logprob

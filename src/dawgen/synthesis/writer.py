@@ -21,12 +21,13 @@ from typing import Any
 
 from dawgen.synthesis.config import DedupKey, Reject
 from dawgen.synthesis.filters import mark_duplicates
+from dawgen.synthesis.stopping import StopReason
 from dawgen.utils.io import atomic_write_json, atomic_write_text
 
 RUN_FILE = "run.json"  # the settings the part files were written with
 OUTPUT_FIELDS = (
     "text_a", "text_b", "label", "generator", "seed", "index", "mean_logprob", "num_tokens", "overlap",
-    "label_margin", "label_logprobs", "relatedness", "judge_probability",
+    "label_margin", "label_logprobs", "relatedness", "judge_probability", "stop",
 )  # fmt: skip
 
 
@@ -137,6 +138,11 @@ def tally(records: Iterable[Mapping[str, Any]], labels: Sequence[str], dedup: De
     return tallies
 
 
+def _stop_counts(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    counts = Counter(record.get("stop") for record in records)
+    return {reason.value: counts[reason.value] for reason in StopReason}
+
+
 def _jsonl(records: Iterable[Mapping[str, Any]]) -> str:
     return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
 
@@ -172,6 +178,7 @@ def finalize(
         "attempted": sum(t.attempted for t in tallies.values()),
         "written": len(written),
         "filters": {reason.value: sum(t.reasons[reason.value] for t in tallies.values()) for reason in Reject},
+        "stops": _stop_counts(records),  # how the attempts ended: eos, sentence end, or the token budget
         "labels": per_label_summary,
         "gave_up": {label: gave_up[label] for label in labels if label in gave_up},  # empty: every label complete
         "files": {"synthetic": str(out), "rejected": str(rejected_path(out))},
