@@ -38,8 +38,9 @@ PROMPT_TOKENS = 3
 NORMALISED = {"weight_temperature": 2.0, "weight_floor": 0.2, "eos_weight": 3.0}  # W's scores stay differentiable
 WEIGHTED_SETTINGS = [
     {"variant": "dawgen"}, {"dist_pairing": "prompt", "disc_form": "ratio"}, {"variant": "fewgen"}, NORMALISED,
+    {"lambda_disc": 0.5}, {"variant": "fewgen", "lambda_disc": 0.5},
 ]  # fmt: skip
-WEIGHTED_IDS = ["dawgen", "dawgen-prompt-ratio", "fewgen", "dawgen-normalised-eos"]
+WEIGHTED_IDS = ["dawgen", "dawgen-prompt-ratio", "fewgen", "dawgen-normalised-eos", "dawgen-gedi", "fewgen-gedi"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

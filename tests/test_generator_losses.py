@@ -23,6 +23,7 @@ from dawgen.generator.losses import (
     floor_temperature,
     lm_loss,
     pooled_representations,
+    sequence_disc_loss,
     token_disc_loss,
     token_weights,
     with_eos_weight,
@@ -291,3 +292,28 @@ def test_weighted_variant_applies_the_normalisation_then_the_eos_weight(loaded, 
     assert bool((parts.weights[batch.target_ids == eos] >= 2.0 * n / (n + 2.0 * len(sequences)) - 1e-6).all())
     (grad_w,) = torch.autograd.grad(parts.total, weight_net.layers[0].weight)
     assert grad_w.abs().sum() > 0 and math.isfinite(grad_w.sum().item())
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.integers(1, 4),
+    st.integers(2, 3),
+    st.integers(0, 2**31 - 1),
+    st.floats(-5, 5, allow_nan=False, allow_infinity=False),
+)
+def test_sequence_disc_loss_is_the_bayes_posterior(rows, labels, seed, shift):
+    """L_seq = CE of softmax over labels of each sample's summed log-probs; a per-token shift common to
+    all labels changes nothing."""
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, 4, (rows,), generator=generator)
+    token_rows = torch.repeat_interleave(torch.arange(rows), lengths)
+    logprobs = -torch.rand(len(token_rows), labels, generator=generator, dtype=torch.float64) * 3
+    gold = torch.randint(0, labels, (rows,), generator=generator)
+    loss = sequence_disc_loss(logprobs, token_rows, gold, rows)
+    by_hand = []
+    for row in range(rows):
+        sums = logprobs[token_rows == row].sum(0)
+        by_hand.append(-(sums[gold[row]] - torch.logsumexp(sums, 0)))
+    assert loss.item() == pytest.approx(torch.stack(by_hand).mean().item(), rel=1e-9)
+    shifted = sequence_disc_loss(logprobs + shift, token_rows, gold, rows)
+    assert shifted.item() == pytest.approx(loss.item(), rel=1e-9, abs=1e-12)

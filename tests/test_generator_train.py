@@ -224,3 +224,19 @@ def test_cli_tune_generator(tiny_decoder_dir, tmp_path):
     assert bad.exit_code == 2 and "not one of" in " ".join(bad.output.split())
     missing = runner.invoke(app, ["tune-generator", "--task", "RTE"])
     assert missing.exit_code == 2 and "--data" in missing.output
+
+
+@pytest.mark.parametrize("depth", ["input", "deep"])
+def test_the_discriminative_term_makes_the_prompts_tell_the_labels_apart(loaded, depth):
+    """With ``lambda_disc`` the label prompts learn to give each training pair's own label a higher
+    posterior (GeDi: the Bayes posterior from the per-label likelihoods) than the LM loss alone does."""
+    posterior = {}
+    for weight in (0.0, 2.0):
+        config = small_config(variant="plain", epochs=4, lambda_disc=weight, prompt_depth=depth)
+        trainer = GeneratorTrainer(loaded, TASK, config)
+        trainer.train(TRAIN, TRAIN)
+        sequences = trainer.builder.encode_all(TRAIN)
+        sums, _ = label_log_likelihoods(trainer.objective, trainer.prompts.weight.detach(), sequences, trainer.pad_id)
+        gold = torch.tensor([s.label for s in sequences])
+        posterior[weight] = torch.softmax(sums, 1).gather(1, gold[:, None]).mean().item()
+    assert posterior[2.0] > max(posterior[0.0], 0.8), posterior

@@ -32,6 +32,7 @@ from dawgen.generator.losses import (
     dist_loss_prompt_pairs,
     lm_loss,
     pooled_representations,
+    sequence_disc_loss,
     token_disc_loss,
     token_weights,
     with_eos_weight,
@@ -49,6 +50,7 @@ class LossParts:
     lm: torch.Tensor
     dist: torch.Tensor | None = None
     weights: torch.Tensor | None = None  # [N] token weights, mean 1
+    label_disc: torch.Tensor | None = None  # L_seq, when lambda_disc > 0
 
 
 @dataclass
@@ -95,14 +97,16 @@ class GeneratorObjective:
         return self._score(batch, prompts, every_label_passes(batch, self.num_labels), self.autocast_dtype)
 
     @property
-    def pairs_prompts(self) -> bool:
-        """Whether L_dist reads the batch under every label's prompt (``dist_pairing = prompt``)."""
-        return self.config.uses_dist and self.config.dist_pairing is DistPairing.PROMPT
+    def reads_every_label(self) -> bool:
+        """Whether the losses read the batch under every label's prompt, differentiably: L_dist with
+        ``dist_pairing = prompt``, or the prompts' own discriminative term (``lambda_disc``)."""
+        config = self.config
+        return (config.uses_dist and config.dist_pairing is DistPairing.PROMPT) or config.lambda_disc > 0
 
     def score(self, prompts: torch.Tensor, batch: GenBatch) -> BatchScores:
         """The forward pass(es) L_dawgen needs."""
         config = self.config
-        if self.pairs_prompts:
+        if self.reads_every_label:
             return _own_of_every(self.every_label(prompts, batch), batch)
         own = self._score(batch, prompts, own_label_passes(batch), self.autocast_dtype)
         every = None
@@ -116,13 +120,13 @@ class GeneratorObjective:
         the autocast: bf16's rounding (~4e-3) swamps a perturbation of norm 0.01 (SmolLM2-135M under bf16
         autocast, r = 0.01: cosine 0.68 with ``exact`` from bf16 passes, 0.999 from float32 ones). Only
         what L_dawgen reads differentiably: FewGen's every-label pass is left out (W's features come from Q)."""
-        own = every_label_passes(batch, self.num_labels) if self.pairs_prompts else own_label_passes(batch)
+        own = every_label_passes(batch, self.num_labels) if self.reads_every_label else own_label_passes(batch)
         width = own.shape[1]
         both = self._score(batch, torch.cat([first, second]), torch.cat([own, own + len(first)], 1), None)
         halves = []
         for half in (slice(0, width), slice(width, 2 * width)):
             scores = TargetScores(both.logprob[:, half], both.hidden[:, half])
-            halves.append(_own_of_every(scores, batch) if self.pairs_prompts else _own_only(scores))
+            halves.append(_own_of_every(scores, batch) if self.reads_every_label else _own_only(scores))
         return halves[0], halves[1]
 
     def features(self, scores: BatchScores, batch: GenBatch) -> torch.Tensor:
@@ -144,7 +148,7 @@ class GeneratorObjective:
         ``train_weight_net``. W reads ``features`` (default: ``self.features(scores, batch)``)."""
         if self.config.variant is Variant.PLAIN or weight_net is None:
             loss = lm_loss(scores.own_logprob, self._with_eos_weight(None, batch))
-            return LossParts(total=loss, lm=loss.detach())
+            return self._with_label_disc(LossParts(total=loss, lm=loss.detach()), scores, batch)
         raw = weight_net(self.features(scores, batch) if features is None else features)
         raw = raw if train_weight_net else raw.detach()
         config = self.config
@@ -156,6 +160,16 @@ class GeneratorObjective:
             dist = self._dist(scores, raw, batch)
             parts.total = wgen + self.config.lambda_dist * dist
             parts.dist = dist.detach()
+        return self._with_label_disc(parts, scores, batch)
+
+    def _with_label_disc(self, parts: LossParts, scores: BatchScores, batch: GenBatch) -> LossParts:
+        """``parts`` plus ``lambda_disc * L_seq`` (GeDi's term), when it is on."""
+        if self.config.lambda_disc == 0:
+            return parts
+        assert scores.every is not None
+        seq = sequence_disc_loss(scores.every.logprob, batch.target_rows, batch.labels, batch.num_rows)
+        parts.total = parts.total + self.config.lambda_disc * seq
+        parts.label_disc = seq.detach()
         return parts
 
     def _with_eos_weight(self, weights: torch.Tensor | None, batch: GenBatch) -> torch.Tensor | None:
@@ -167,9 +181,10 @@ class GeneratorObjective:
     def _dist(self, scores: BatchScores, raw: torch.Tensor, batch: GenBatch) -> torch.Tensor:
         """L_dist on W-pooled representations (a sample's pooling weights come from its own-prompt pass)."""
         margin, rows = self.config.dist_margin, batch.target_rows
-        if scores.every is None:
+        if self.config.dist_pairing is DistPairing.LABEL:
             z = pooled_representations(scores.own_hidden, raw, rows, batch.num_rows)
             return dist_loss_label_pairs(z, batch.labels, margin)
+        assert scores.every is not None
         encodings = scores.every.hidden.unbind(dim=1)  # the batch under each label's prompt
         z_by_label = torch.stack([pooled_representations(h, raw, rows, batch.num_rows) for h in encodings], dim=1)
         return dist_loss_prompt_pairs(z_by_label, batch.labels, margin)

@@ -66,6 +66,10 @@ class GeneratorConfig:
     L_wgen and the plain LM loss, not in L_disc: ``eos_weight - 1`` is added to every eos token's weight
     after the normalisation (so the weight net cannot starve it), then all weights are rescaled to mean 1;
     in the plain loss an eos token then weighs ``eos_weight`` times any other (``losses.with_eos_weight``).
+    ``lambda_disc`` > 0 adds ``lambda_disc * L_seq`` to the label prompts' own objective in every variant:
+    GeDi's generative-discriminative training, ``L_seq`` the cross-entropy of the label's Bayes posterior
+    from the per-label likelihoods of each sample (``losses.sequence_disc_loss``); it costs a forward of
+    the batch under every label's prompt. 0 (default) is the paper's objective.
     """
 
     variant: Variant = Variant.DAWGEN
@@ -98,6 +102,8 @@ class GeneratorConfig:
     weight_floor: float = 0.0
     weight_min_entropy: float = 0.0
     eos_weight: float = 1.0
+    # the label prompts' own discriminative term (GeDi), beside the LM loss; 0: the paper's objective
+    lambda_disc: float = 0.0
 
     def __post_init__(self) -> None:
         self.variant = Variant(self.variant)
@@ -117,7 +123,9 @@ class GeneratorConfig:
         for name in ("learning_rate", "weight_net_lr", "lookahead_lr", "fd_radius"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("weight_decay", "weight_net_weight_decay", "lambda_dist", "dist_margin", "checkpoint_every"):
+        non_negative = ("weight_decay", "weight_net_weight_decay", "lambda_dist", "dist_margin", "checkpoint_every",
+                        "lambda_disc")  # fmt: skip
+        for name in non_negative:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
         if self.top_tokens < 0:

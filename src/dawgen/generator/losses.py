@@ -106,6 +106,18 @@ def disc_loss(label_logprobs: torch.Tensor, gold: torch.Tensor, form: DiscForm =
     return -torch.softmax(label_logprobs, dim=-1).gather(1, gold[:, None]).mean()
 
 
+def sequence_disc_loss(
+    label_logprobs: torch.Tensor, rows: torch.Tensor, labels: torch.Tensor, num_rows: int
+) -> torch.Tensor:
+    """GeDi's discriminative loss (Krause et al. 2021): ``mean_i -log softmax_l(sum_j a_{j,l})[y_i]`` over the
+    samples, ``j`` running over sample ``i``'s target tokens (``rows`` [N]). With a uniform prior that is the
+    Bayes posterior of the label from the class-conditional likelihoods: the dev label-discrimination
+    score, as a differentiable loss."""
+    sums = torch.zeros(num_rows, label_logprobs.shape[1], dtype=label_logprobs.dtype, device=label_logprobs.device)
+    sums = sums.index_add(0, rows, label_logprobs)
+    return torch.nn.functional.cross_entropy(sums, labels)
+
+
 def pooled_representations(
     hidden: torch.Tensor, scores: torch.Tensor, rows: torch.Tensor, num_rows: int
 ) -> torch.Tensor:

@@ -107,6 +107,8 @@ class GeneratorTrainer:
             self.objective, self.prompts.weight, self.weight_net, self.prompt_optimizer, self.weight_optimizer, batch
         )
         record: dict[str, Any] = {"lm": parts.lm.item(), "dist": None if parts.dist is None else parts.dist.item()}
+        if parts.label_disc is not None:
+            record["label_disc"] = parts.label_disc.item()
         record.update(extra)
         if parts.weights is not None:
             record.update(weight_stats(parts.weights, batch, self.tokenizer, self.config.top_tokens))
