@@ -27,8 +27,8 @@ from typing import Any
 import yaml
 
 from dawgen.api import generate_synthetic, tune_generator
-from dawgen.config import config_from_dict
-from dawgen.constants import GENERATOR_DIR, METRICS_FILE
+from dawgen.config import config_from_dict, to_dict
+from dawgen.constants import GENERATOR_DIR, METRICS_FILE, RESULT_FILE
 from dawgen.data.sources import load_test
 from dawgen.data.synthetic import load_synthetic
 from dawgen.generator.config import GeneratorConfig
@@ -100,13 +100,28 @@ class DiagnosticJudge:
         return agreement(self.judge, pair_features(self.encoder, examples), examples)
 
 
+def finished_tuning(folder: Path, config: GeneratorConfig) -> dict[str, Any] | None:
+    """The result of a finished stage 1 in ``folder`` whose settings are ``config``'s, where options the
+    code gained since then (absent from the saved settings) stand at their defaults, which reproduce the
+    older code; None if there is none (``tune_generator`` then runs, or refuses other settings)."""
+    path = folder / RESULT_FILE
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    defaults = to_dict(GeneratorConfig())
+    same = all(saved["config"].get(key, defaults[key]) == value for key, value in to_dict(config).items())
+    return saved if same else None
+
+
 def run_one(
     task: str, name: str, options: dict[str, Any], args: argparse.Namespace, judge: DiagnosticJudge | None
 ) -> None:
     folder = args.out / task / f"seed-{args.seed}" / args.model_name / name
     settings = {"epochs": args.epochs, "seed": args.seed, **options}
     config = config_from_dict(GeneratorConfig, settings, f"config {name}")
-    tuned = tune_generator(task=task, data=SHARED, model=args.model, out=folder, generator_config=config).result
+    tuned = finished_tuning(folder, config)
+    if tuned is None:
+        tuned = tune_generator(task=task, data=SHARED, model=args.model, out=folder, generator_config=config).result
     if args.tune_only:
         return
     generation = GenerationConfig(**{"per_label": args.per_label, "top_up_rounds": 0, "seed": args.seed,
