@@ -43,6 +43,9 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 POOLS = ("pool/train.json", "pool/train.tsv")
 TEST_FILES = {"SICK": "trial.tsv"}
 JUDGE_ROWS = 2000  # pool rows the diagnostic judge is fitted on
+# what the code did before these generator options existed (a run saved without them did this)
+BEFORE_OPTIONS = {"weight_temperature": 1.0, "weight_floor": 0.0, "weight_min_entropy": 0.0, "eos_weight": 1.0,
+                  "lambda_disc": 0.0}  # fmt: skip
 
 
 def parse_config(text: str) -> tuple[str, dict[str, Any]]:
@@ -102,14 +105,13 @@ class DiagnosticJudge:
 
 def finished_tuning(folder: Path, config: GeneratorConfig) -> dict[str, Any] | None:
     """The result of a finished stage 1 in ``folder`` whose settings are ``config``'s, where options the
-    code gained since then (absent from the saved settings) stand at their defaults, which reproduce the
-    older code; None if there is none (``tune_generator`` then runs, or refuses other settings)."""
+    code gained since then (absent from the saved settings) stand at the values that reproduce the older
+    code (``BEFORE_OPTIONS``); None if there is none (``tune_generator`` then runs, or refuses other settings)."""
     path = folder / RESULT_FILE
     if not path.is_file():
         return None
     saved = json.loads(path.read_text())
-    defaults = to_dict(GeneratorConfig())
-    same = all(saved["config"].get(key, defaults[key]) == value for key, value in to_dict(config).items())
+    same = all(saved["config"].get(key, BEFORE_OPTIONS.get(key)) == value for key, value in to_dict(config).items())
     return saved if same else None
 
 
