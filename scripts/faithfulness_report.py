@@ -64,7 +64,6 @@ def goals(records: list[dict[str, Any]]) -> list[str]:
                      f"goal >= {goal:.0f}: **{held}**.")  # fmt: skip
         judged = [r for r in rows if r["judge_agreement"] is not None]
         if judged:
-            top = max(judged, key=lambda r: r["judge_agreement"])
             close = min(judged, key=lambda r: abs(r["judge_agreement"] - r["judge_real_balanced"]))
             gap = close["judge_agreement"] - close["judge_real_balanced"]
             held = "held" if abs(gap) <= JUDGE_GAP_GOAL else "not held"
