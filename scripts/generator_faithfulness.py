@@ -130,7 +130,8 @@ def run_one(
                                      "batch_size": 16, **parse_settings(args.gen_set)})  # fmt: skip
     synthetic = folder / f"synthetic-{args.gen_name}" / "synthetic.jsonl"
     pool = task_file(task, POOLS)
-    summary = generate_synthetic(generator=folder / GENERATOR_DIR, out=synthetic, pool=pool,
+    # few_shot: the k-shot split, which stage 2's k-shot filters learn from when they are on
+    summary = generate_synthetic(generator=folder / GENERATOR_DIR, out=synthetic, pool=pool, few_shot=SHARED,
                                  generation_config=generation).summary  # fmt: skip
     attempted = sum(label["attempted"] for label in summary["labels"].values())
     assert judge is not None
