@@ -28,9 +28,10 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 
 def label(record: dict[str, Any]) -> str:
-    """The config's name, with its epochs when they are not the usual 6."""
+    """The config's name, with its epochs when they are not the usual 6 and its generation options."""
     epochs = record["generator_options"].get("epochs", 6)
-    return record["config"] + ("" if epochs == 6 else f" ({epochs} epochs)")
+    generation = ", ".join(f"{k}={v}" for k, v in record["generation_options"].items())
+    return record["config"] + ("" if epochs == 6 else f" ({epochs} epochs)") + (f"; {generation}" if generation else "")
 
 
 def table(records: list[dict[str, Any]]) -> list[str]:
