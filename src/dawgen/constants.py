@@ -18,3 +18,4 @@ SYNTHETIC_FILE = "synthetic.jsonl"  # a stage-2 synthetic set in its folder
 REPORT_MARKDOWN = "report.md"
 REPORT_HTML = "report.html"
 REPORT_DIR = "report"  # the report's figures
+DATA_SCALE_PLOT = "data_scale.png"  # accuracy against the synthetic set's size, when a run measured it

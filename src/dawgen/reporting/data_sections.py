@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from statistics import fmean
 
-from dawgen.constants import TRAINING_PLOT
+from dawgen.constants import DATA_SCALE_PLOT, TRAINING_PLOT
 from dawgen.models.precision import describe_record
 from dawgen.reporting.document import Block, Heading, Image, Table, Text
 from dawgen.reporting.figures import Series, plot_conflicts, plot_dev_curves
@@ -23,6 +23,15 @@ def slug(name: str) -> str:
 def _methods(data: RunData) -> list[str]:
     """Every method of the run, those with test results first."""
     return list(dict.fromkeys([*data.methods, *(r["method"] for r in data.records)]))
+
+
+def data_scale(data: RunData) -> list[Block]:
+    """The data-scale curve (accuracy against the synthetic set's size), when the run folder has one."""
+    png = data.existing(DATA_SCALE_PLOT)
+    if png is None:
+        return []
+    caption = f"{DATA_SCALE_PLOT}: test accuracy against the size of the synthetic set"
+    return [Heading(2, "Data scale"), Image(png, caption)]
 
 
 def training_curves(data: RunData, figures: Path) -> list[Block]:
@@ -45,7 +54,7 @@ def training_curves(data: RunData, figures: Path) -> list[Block]:
         blocks.append(
             Text(
                 f"Each of the {len(plots)} runs has its own training.png (losses, gradient agreement, "
-                f"dev accuracy) in its folder, e.g. {plots[0][0]['folder']}."
+                f"dev accuracy) in its folder, e.g. {data.shown(plots[0][0]['folder'])}."
             )
         )
     if len(blocks) == 1:
@@ -107,7 +116,7 @@ def generators(data: RunData) -> list[Block]:
         dev = result.get("dev") or {}
         rows.append(
             [
-                relative,
+                data.shown(relative),
                 str(result.get("task", "-")),
                 str(result.get("variant", "-")),
                 str(result.get("model", "-")),
@@ -134,5 +143,5 @@ def generators(data: RunData) -> list[Block]:
     blocks: list[Block] = [Heading(2, "Generator tuning"), Table(header, rows)]
     plots = [(rel, path / TRAINING_PLOT) for rel, path, _ in found if (path / TRAINING_PLOT).exists()]
     if len(plots) <= MAX_RUN_PLOTS:
-        blocks += [Image(png, f"generator {rel}: training.png") for rel, png in plots]
+        blocks += [Image(png, f"generator {data.shown(rel)}: training.png") for rel, png in plots]
     return blocks

@@ -6,29 +6,36 @@ import contextlib
 from pathlib import Path
 
 from dawgen.constants import REPORT_DIR, REPORT_HTML, REPORT_MARKDOWN
-from dawgen.reporting.data_sections import generators, gradient_conflicts, training_curves
+from dawgen.reporting.claims import claims
+from dawgen.reporting.data_sections import data_scale, generators, gradient_conflicts, training_curves
 from dawgen.reporting.document import Document, Image, to_html, to_markdown
 from dawgen.reporting.run_data import load_run
-from dawgen.reporting.sections import helped, oracle_recovery, overview, paper_comparison, results
+from dawgen.reporting.run_section import run_details
+from dawgen.reporting.sections import helped, oracle_recovery, paper_comparison, per_seed, results
 from dawgen.reporting.synthetic_section import synthetic_data
 from dawgen.utils.io import atomic_write_text
 
 
 def build_report(run_dir: str | Path) -> Document:
-    """The report of ``run_dir`` as a document; its own figures are written to ``run_dir/report/``."""
+    """The report of ``run_dir`` as a document, ordered like a paper's results section: the headline table,
+    the paper's claims, the data-scale curve, the detail, and last the configuration, versions and wall times;
+    its own figures are written to ``run_dir/report/``."""
     data = load_run(run_dir)
     figures = data.run_dir / REPORT_DIR
     document = Document(f"dawgen run report: {data.run_dir.resolve().name}")
     for section in (
-        overview(data),
         results(data),
+        claims(data),
+        data_scale(data),
         helped(data),
         oracle_recovery(data),
         paper_comparison(data),
+        per_seed(data),
         training_curves(data, figures),
         gradient_conflicts(data, figures),
         generators(data),
         synthetic_data(data),
+        run_details(data),
     ):
         document.blocks.extend(section)
     _remove_stale_figures(figures, {b.path.resolve() for b in document.blocks if isinstance(b, Image)})

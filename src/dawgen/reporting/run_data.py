@@ -14,6 +14,7 @@ Layout written by ``dawgen run`` (paths in the JSON files are relative to the ru
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,17 @@ class RunData:
     def path(self, relative: str | None) -> Path | None:
         """A path of the results, resolved against the run folder (None stays None)."""
         return None if not relative else self.run_dir / relative
+
+    def shown(self, path: str | Path) -> str:
+        """``path`` as the report shows it: relative to the run folder (``../`` where outside), never absolute."""
+        full = Path(path) if Path(path).is_absolute() else self.run_dir / path
+        return Path(os.path.relpath(full.resolve(), self.run_dir.resolve())).as_posix()
+
+    def scrub(self, text: str) -> str:
+        """``text`` (e.g. an error message) with the run folder's absolute path left out of the paths in it."""
+        for root in dict.fromkeys((str(self.run_dir.resolve()), str(self.run_dir.absolute()))):
+            text = text.replace(root + os.sep, "").replace(root, ".")
+        return text
 
     def existing(self, relative: str | None, name: str | None = None) -> Path | None:
         """``relative`` (or the file ``name`` inside it), when it exists."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from statistics import fmean
 from typing import Any
@@ -23,9 +22,6 @@ from dawgen.reporting.document import Block, Bullets, Heading, Table, Text
 from dawgen.reporting.paper import paper_results
 from dawgen.reporting.run_data import OURS, PROMPT_TUNING, RunData
 
-STAGES = ("generator", "synthesis", "classifier", "evaluation")
-MAX_STAGE_ROWS = 60  # beyond this, only the slowest stages are listed one by one
-MAX_VALUE_CHARS = 120
 COLLAPSED = COLLAPSED_SHARE  # % of the test predictions on one label from which a run is flagged
 BALANCED = "balanced_accuracy"
 ORACLE_COUNTERPART = f"{ORACLE}+paired+surgery"  # the oracle row ours is measured against
@@ -95,48 +91,6 @@ def method_label(method: str) -> str:
     return f"{method} [{ORACLE_LABEL}]" if is_oracle(method) else method
 
 
-def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
-    if isinstance(value, Mapping) and value:
-        return [pair for key, item in value.items() for pair in _flatten(item, f"{prefix}{key}.")]
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    if len(text) > MAX_VALUE_CHARS:
-        text = text[: MAX_VALUE_CHARS - 1] + "…"
-    return [(prefix.rstrip("."), text)]
-
-
-def overview(data: RunData) -> list[Block]:
-    """Section 1: what was run, where, with which versions, and how long each stage took."""
-    manifest = data.manifest
-    blocks: list[Block] = [Heading(2, "Run")]
-    facts = [
-        f"run folder: {data.run_dir.resolve()}",
-        f"tasks: {', '.join(data.tasks) or '-'}; seeds: {', '.join(map(str, data.seeds)) or '-'}",
-        f"methods: {', '.join(data.methods) or '-'}",
-    ]
-    if not manifest:
-        return [*blocks, Bullets(facts), Text("manifest.json not found: no configuration, versions or timings.")]
-    commit = manifest.get("git_commit") or "unknown (not run from a git checkout)"
-    facts = [
-        f"created: {manifest.get('created') or '-'}",
-        f"device: {manifest.get('device') or '-'}",
-        f"CPU: {manifest.get('cpu') or '-'}; native bf16: {_yes_no(manifest.get('cpu_native_bf16'))}",
-        f"git commit: {commit}",
-        *facts,
-    ]
-    blocks.append(Bullets(facts))
-    config = manifest.get("config")
-    if isinstance(config, Mapping) and config:
-        blocks += [Heading(3, "Configuration"), Table(["setting", "value"], [list(p) for p in _flatten(config)])]
-    versions = manifest.get("versions")
-    if isinstance(versions, Mapping) and versions:
-        blocks += [Heading(3, "Versions"), Table(["package", "version"], [[k, str(v)] for k, v in versions.items()])]
-    return blocks + stage_times(manifest.get("stages") or [])
-
-
-def _yes_no(value: Any) -> str:
-    return "yes" if value is True else "no" if value is False else "-"
-
-
 def precision_blocks(records: Sequence[Mapping[str, Any]]) -> list[Block]:
     """``precision_lines`` as report blocks: each line as text, a run of ``- `` lines as one list."""
     blocks: list[Block] = []
@@ -151,30 +105,6 @@ def precision_blocks(records: Sequence[Mapping[str, Any]]) -> list[Block]:
         if line:
             blocks.append(Text(line))
     return blocks
-
-
-def stage_times(stages: Sequence[Mapping[str, Any]]) -> list[Block]:
-    """Wall time per stage kind, then per stage (the slowest ones when there are many)."""
-    stages = [s for s in stages if isinstance(s, Mapping)]
-    if not stages:
-        return []
-    total = sum(s.get("seconds") or 0 for s in stages)
-    kinds = [k for k in STAGES if any(s.get("stage") == k for s in stages)]
-    kinds += sorted({str(s.get("stage")) for s in stages} - set(kinds))
-    rows = []
-    for kind in kinds:
-        seconds = sum(s.get("seconds") or 0 for s in stages if str(s.get("stage")) == kind)
-        count = sum(str(s.get("stage")) == kind for s in stages)
-        rows.append([kind, str(count), format_seconds(seconds), f"{seconds / total:.0%}" if total else "-"])
-    rows.append(["all", str(len(stages)), format_seconds(total), "100%" if total else "-"])
-    blocks: list[Block] = [Heading(3, "Wall time per stage"), Table(["stage", "runs", "wall time", "share"], rows)]
-    listed = sorted(stages, key=lambda s: -(s.get("seconds") or 0))[:20] if len(stages) > MAX_STAGE_ROWS else stages
-    if len(listed) < len(stages):
-        blocks.append(Text(f"The {len(listed)} slowest of {len(stages)} stages:"))
-    columns = ("stage", "task", "seed", "name", "folder", "precision")
-    rows = [["-" if s.get(k) is None else str(s[k]) for k in columns] + [format_seconds(s.get("seconds"))]
-            for s in listed]  # fmt: skip
-    return [*blocks, Table([*columns, "wall time"], rows)]
 
 
 def _parameters(data: RunData, method: str) -> str:
@@ -212,7 +142,8 @@ def seed_cell(run: Mapping[str, Any] | None) -> str:
 
 
 def results(data: RunData) -> list[Block]:
-    """Section 2: mean (std) over seeds, a row per method and a column per task; then every seed."""
+    """The headline table: mean (std) over seeds of accuracy and balanced accuracy, a row per method and a
+    column per task, with the averages over tasks."""
     methods, tasks, cells = data.methods, data.tasks, data.cells()
     blocks: list[Block] = [Heading(2, "Results")]
     if not methods:
@@ -230,12 +161,17 @@ def results(data: RunData) -> list[Block]:
     )
     if any(is_oracle(m) for m in methods):
         legend += f" {ORACLE_LEGEND}"
+    return [*blocks, table, Text(legend), *precision_blocks(data.records)]
+
+
+def per_seed(data: RunData) -> list[Block]:
+    """Every seed's test numbers, a row per task and seed and a column per method."""
+    methods, cells = data.methods, data.cells()
+    if not methods:
+        return []
     mixed = mixed_precision(data.records)
-    blocks += [
-        Text(legend),
-        table,
-        *precision_blocks(data.records),
-        Heading(3, "Per seed"),
+    blocks: list[Block] = [
+        Heading(2, "Per seed"),
         Text(
             "Test accuracy / balanced accuracy / top-label share (the share of the test predictions on the most "
             f"predicted label; `*`: at least {COLLAPSED:.0f}%, the classifier has collapsed); in brackets the share "
@@ -244,7 +180,7 @@ def results(data: RunData) -> list[Block]:
         ),
     ]
     rows = []
-    for task in tasks:
+    for task in data.tasks:
         for seed in data.seeds:
             row = [task, str(seed)]
             for method in methods:
@@ -259,7 +195,7 @@ def results(data: RunData) -> list[Block]:
 
 
 def helped(data: RunData) -> list[Block]:
-    """Section 8: per task, the paper's method against plain prompt tuning, and the best method."""
+    """Per task, the paper's method against plain prompt tuning, and the best method."""
     blocks: list[Block] = [Heading(2, "What helped")]
     ours, paper = data.ours(), paper_results()
     lines = []
@@ -298,13 +234,17 @@ def oracle_counterpart(method: str, methods: Sequence[str]) -> str | None:
     return next((m for m in methods if is_oracle(m)), None) if method in OURS else None
 
 
+def oracle_gap_fraction(method: float, pt: float, oracle: float) -> float | None:
+    """``(method - pt) / (oracle - pt)``, the share of the oracle's gain over pt; None when it gains nothing."""
+    return None if oracle - pt <= 0 else (method - pt) / (oracle - pt)
+
+
 def recovered(method: float | None, pt: float | None, oracle: float | None) -> str:
-    """``(method - pt) / (oracle - pt)`` as a percentage; n/a when the oracle gains nothing over pt."""
+    """``oracle_gap_fraction`` as a percentage; n/a when the oracle gains nothing over pt."""
     if method is None or pt is None or oracle is None:
         return "-"
-    if oracle - pt <= 0:
-        return "n/a (the oracle gains nothing)"
-    return f"{(method - pt) / (oracle - pt):.0%}"
+    fraction = oracle_gap_fraction(method, pt, oracle)
+    return "n/a (the oracle gains nothing)" if fraction is None else f"{fraction:.0%}"
 
 
 def oracle_recovery(data: RunData) -> list[Block]:
@@ -349,7 +289,7 @@ def oracle_recovery(data: RunData) -> list[Block]:
 
 
 def paper_comparison(data: RunData) -> list[Block]:
-    """Section 3: our mean (std) beside the paper's T5-large numbers, for the methods and tasks both have."""
+    """Our mean (std) beside the paper's T5-large numbers, for the methods and tasks both have."""
     paper = paper_results()
     blocks: list[Block] = [Heading(2, f"Beside the paper ({paper.backbone})")]
     tasks = [task for task in data.tasks if task.upper() in paper.tasks]

@@ -76,7 +76,7 @@ def samples(data: RunData, info: SyntheticInfo, per_label: int = SAMPLES_PER_LAB
         task = task_spec(data, info.task)
         examples = load_synthetic(task, info.path, drop_copies=False).examples
     except (OSError, ValueError) as error:
-        return [Text(f"Samples not shown: {error}")]
+        return [Text(f"Samples not shown: {data.scrub(str(error))}")]
     picked = [e for label in task.labels for e in [e for e in examples if e.label == label][:per_label]]
     if not picked:
         return [Text("The synthetic file holds no example.")]
@@ -127,7 +127,7 @@ def synthetic_data(data: RunData) -> list[Block]:
     for info in sets:
         summary = info.summary
         oracle = isinstance(summary, Mapping) and summary.get("source") == ORACLE_LABEL
-        title = f"{info.task}: {info.relative}" + (f" ({ORACLE_LABEL})" if oracle else "")
+        title = f"{info.task}: {data.shown(info.relative)}" + (f" ({ORACLE_LABEL})" if oracle else "")
         blocks += [Heading(3, title), Bullets([f"used by: {', '.join(info.users)}"])]
         if oracle:
             blocks.append(Text(oracle_summary(summary)))
@@ -148,7 +148,7 @@ def synthetic_data(data: RunData) -> list[Block]:
             blocks.append(quality_table(quality))
             blocks += matched_diversity(quality)
         if info.quality_plot is not None:
-            blocks.append(Image(info.quality_plot, f"{info.task}: quality of {info.relative}"))
+            blocks.append(Image(info.quality_plot, f"{info.task}: quality of {data.shown(info.relative)}"))
         if not info.path.exists():
             blocks.append(Text("The synthetic file itself was not found."))
             continue
