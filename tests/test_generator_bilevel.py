@@ -270,7 +270,7 @@ def test_hypergradient_option():
 def test_token_weight_options():
     default = GeneratorConfig()
     assert (default.weight_temperature, default.weight_floor, default.weight_min_entropy, default.eos_weight) == (
-        1.0, 0.0, 0.0, 1.0
+        1.0, 0.3, 0.0, 1.0
     )  # fmt: skip
     options = {"weight_temperature": "2", "weight_floor": "0.1", "weight_min_entropy": 0.5, "eos_weight": 4}
     run = RunConfig(tasks=["RTE"], data="x", generator=options)
