@@ -51,9 +51,16 @@ def table(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _name(record: dict[str, Any]) -> str:
+    return f"{record['config']}, {record['generator_model']}"
+
+
 def goals(records: list[dict[str, Any]]) -> list[str]:
-    """The issue's goals, each held or not, per task (the best configuration by label discrimination)."""
+    """The issue's goals, each held or not, per task (the best configuration by label discrimination);
+    the variants' order over the main generator model's runs (the one with the most)."""
     lines = []
+    models = [r["generator_model"] for r in records]
+    main_model = max(set(models), key=models.count)
     by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         by_task[r["task"]].append(r)
@@ -61,7 +68,7 @@ def goals(records: list[dict[str, Any]]) -> list[str]:
         best = max(rows, key=lambda r: (r["label_discrimination"], -r["dev_lm_loss"]))
         goal = DISCRIMINATION_GOAL.get(task, 70.0)
         held = "held" if best["label_discrimination"] >= goal else "not held"
-        lines.append(f"- {task}: best label discrimination {best['label_discrimination']:.1f}% ({best['config']}); "
+        lines.append(f"- {task}: best label discrimination {best['label_discrimination']:.1f}% ({_name(best)}); "
                      f"goal >= {goal:.0f}: **{held}**.")  # fmt: skip
         judged = [r for r in rows if r["judge_agreement"] is not None]
         if judged:
@@ -69,25 +76,26 @@ def goals(records: list[dict[str, Any]]) -> list[str]:
             gap = close["judge_agreement"] - close["judge_real_balanced"]
             held = "held" if abs(gap) <= JUDGE_GAP_GOAL else "not held"
             lines.append(f"- {task}: judge agreement closest to the judge's {close['judge_real_balanced']:.1f} on the "
-                         f"real test set: {close['judge_agreement']:.1f} ({close['config']}), {gap:+.1f} points "
+                         f"real test set: {close['judge_agreement']:.1f} ({_name(close)}), {gap:+.1f} points "
                          f"(range over the configs {min(r['judge_agreement'] for r in judged):.1f}-"
                          f"{max(r['judge_agreement'] for r in judged):.1f}); goal within {JUDGE_GAP_GOAL:.0f}: "
                          f"**{held}**.")  # fmt: skip
         low = min(rows, key=lambda r: r["no_eos_rate"])
         held = "held" if low["no_eos_rate"] <= NO_EOS_GOAL else "not held"
-        lines.append(f"- {task}: lowest no_eos rate {100 * low['no_eos_rate']:.1f}% ({low['config']}); goal <= "
+        lines.append(f"- {task}: lowest no_eos rate {100 * low['no_eos_rate']:.1f}% ({_name(low)}); goal <= "
                      f"{100 * NO_EOS_GOAL:.0f}%: **{held}**.")  # fmt: skip
         for depth in sorted({r["depth"] for r in rows}):  # the variants at their plain settings
             scores = {}
             for variant in ORDER:
-                same = [r["label_discrimination"] for r in rows if r["config"] == f"{variant}-{depth}"]
+                same = [r["label_discrimination"] for r in rows
+                        if r["config"] == f"{variant}-{depth}" and r["generator_model"] == main_model]  # fmt: skip
                 if same:
                     scores[variant] = max(same)
             if len(scores) == len(ORDER):
                 ordered = scores["dawgen"] >= scores["fewgen"] >= scores["plain"]
                 cells = " / ".join(f"{v} {scores[v]:.1f}" for v in ORDER)
-                lines.append(f"- {task}, {depth} prompts: discrimination {cells}; DawGen >= FewGen >= plain: "
-                             f"**{'held' if ordered else 'not held'}**.")  # fmt: skip
+                lines.append(f"- {task}, {main_model}, {depth} prompts: discrimination {cells}; "
+                             f"DawGen >= FewGen >= plain: **{'held' if ordered else 'not held'}**.")  # fmt: skip
     return lines
 
 
