@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from dawgen.utils.io import atomic_write_json, atomic_write_text
 
 JSON_KEYS = ("task", "seed", "generator_model", "variant", "depth", "config", "dev_lm_loss", "label_discrimination",
-             "weight_entropy", "no_eos_rate", "judge_agreement")  # fmt: skip
+             "weight_entropy", "no_eos_rate", "judge_agreement", "generation_options")  # fmt: skip
 DISCRIMINATION_GOAL = {"RTE": 70.0, "MRPC": 70.0, "SICK": 55.0}
 NO_EOS_GOAL = 0.20
 JUDGE_GAP_GOAL = 5.0
