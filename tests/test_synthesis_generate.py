@@ -233,9 +233,14 @@ def test_label_consistency_scores_agree_with_decoding(generator_dir, tmp_path, p
     assert outcome.summary["filters"]["label_inconsistent"] == len(inconsistent)
 
 
-def test_pair_samples_end_at_their_first_sentence_and_say_how_they_stopped(generator_dir, reference, tmp_path):
+def test_pair_samples_end_at_their_first_sentence_and_say_how_they_stopped(generator_dir, tmp_path):
     """``stop_at: auto`` stops a pair task's samples at a sentence end too; ``eos`` decodes the same samples
-    past it. Every record says how it stopped; a row that did not end is ``no_eos``, one that did is not."""
+    past it. Every record says how it stopped; a row that did not end is ``no_eos``, one that did is not.
+    Pinned to fp32: whether the tiny model's few samples reach a sentence end depends on the rounding
+    (in bf16 autocast none of them did)."""
+    small = {**SMALL, "precision": "fp32"}
+    reference = generate_synthetic(generator_dir, tmp_path / "auto.jsonl", GenerationConfig(**small),
+                                   show_progress=False)  # fmt: skip
     summary = reference.summary
     records = [json.loads(line) for line in lines(reference.path) + lines(rejected_path(reference.path))]
     assert summary["config"]["stop_at"] == "auto" and summary["stops"]["sentence"] > 0
@@ -245,7 +250,7 @@ def test_pair_samples_end_at_their_first_sentence_and_say_how_they_stopped(gener
     ended = [r for r in records if r["stop"] == "sentence" and r.get("reject") is None]
     assert ended and all(ends_sentence(r["text_b"]) for r in ended)
     eos_only = generate_synthetic(
-        generator_dir, tmp_path / "eos.jsonl", GenerationConfig(**SMALL, stop_at="eos"), show_progress=False
+        generator_dir, tmp_path / "eos.jsonl", GenerationConfig(**small, stop_at="eos"), show_progress=False
     )
     assert eos_only.summary["stops"]["sentence"] == 0
     assert eos_only.summary["filters"]["no_eos"] > summary["filters"]["no_eos"]
@@ -259,7 +264,7 @@ def test_pair_samples_end_at_their_first_sentence_and_say_how_they_stopped(gener
         assert other["text_b"].startswith(r["text_b"])
         assert other["num_tokens"] > r["num_tokens"] or (r["num_tokens"] == budget and other["stop"] == "length")
     with pytest.raises(ValueError, match="other settings"):
-        generate_synthetic(generator_dir, reference.path, GenerationConfig(**SMALL, stop_at="eos"), show_progress=False)
+        generate_synthetic(generator_dir, reference.path, GenerationConfig(**small, stop_at="eos"), show_progress=False)
 
 
 def test_single_sentence_task_generates_from_the_prompt_alone(talkative_dir, tmp_path):
