@@ -4,6 +4,8 @@ weight-entropy curves (``<report stem>_entropy.png``)."""
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -146,6 +148,7 @@ def write_report(paths: list[Path], report: Path | None, json_out: Path | None, 
         "",
         "```bash",
         *commands,
+        "# the report: " + shlex.join(["python", *sys.argv]),
         "```",
         "",
         *table(records),
