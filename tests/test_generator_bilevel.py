@@ -83,16 +83,20 @@ def test_lookahead_gradient_matches_finite_differences(tiny_decoder_dir, setting
         lookahead(objective, prompts.weight, batch, weight_net).disc, weight_net.layers[2].bias
     )
     assert bias_grad.abs().item() < 1e-12  # a shift of every score leaves the softmax weights unchanged
-    eps = 1e-5
-    for index in grad.abs().flatten().topk(3).indices.tolist():
-        entry = divmod(index, first.shape[1])
+    assert_central_differences(lambda: lookahead(objective, prompts.weight, batch, weight_net).disc, first, grad, 3)
+
+
+def assert_central_differences(value, param: torch.Tensor, grad: torch.Tensor, entries: int, eps: float = 1e-5):
+    """``grad``'s ``entries`` largest entries agree with central differences of ``value()`` in ``param``."""
+    for index in grad.abs().flatten().topk(entries).indices.tolist():
+        entry = divmod(index, param.shape[1])
         values = []
         for sign in (1, -1):
             with torch.no_grad():
-                first[entry] += sign * eps
-            values.append(lookahead(objective, prompts.weight, batch, weight_net).disc.item())
+                param[entry] += sign * eps
+            values.append(value().item())
             with torch.no_grad():
-                first[entry] -= sign * eps
+                param[entry] -= sign * eps
         estimate = (values[0] - values[1]) / (2 * eps)
         assert estimate == pytest.approx(grad[entry].item(), rel=1e-4, abs=1e-12)
 
