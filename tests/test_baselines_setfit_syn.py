@@ -72,8 +72,8 @@ def test_method_names_parse_and_options_layer_over_setfit():
     assert (fewgen.synthetic_file, fewgen.synthetic_per_label) == ("sets/RTE/16-42/gen-train.json", 5)
     plain = config.baseline_config("setfit+plain+syn", RTE, 13)
     assert (plain.num_iterations, plain.synthetic_file, plain.synthetic_per_label) == (3, None, None)
-    with pytest.raises(ConfigError, match="not among the methods"):
-        RunConfig(tasks=["RTE"], data="x", methods=["pt"], baselines={"setfit": {}})
+    with pytest.raises(ConfigError, match=r"setfit\+<plain\|fewgen\|dawgen>\+syn"):  # a misspelt baseline's options
+        RunConfig(tasks=["RTE"], data="x", methods=["pt"], baselines={"setfit+nope+syn": {}})
     with pytest.raises(ConfigError, match="unknown option"):  # setfit's own options stay setfit's
         RunConfig(tasks=["RTE"], data="x", methods=["setfit"], baselines={"setfit": {"synthetic_per_label": 2}})
 

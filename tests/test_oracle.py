@@ -101,8 +101,7 @@ def test_oracle_methods_parse_and_their_options_are_checked():
         parse_method("oracle+real")
     with pytest.raises(ConfigError, match="oracle: unknown option"):
         RunConfig(tasks=["RTE"], data="x", methods=["oracle+merged"], oracle={"pools": "x"})
-    with pytest.raises(ConfigError, match="none of the methods is oracle"):
-        RunConfig(tasks=["RTE"], data="x", methods=["pt"], oracle={"pool": "x"})
+    assert RunConfig(tasks=["RTE"], data="x", methods=["pt"], oracle={"pool": "x"}).oracle == {"pool": "x"}
     config = RunConfig(tasks=["RTE"], data="x", methods=["oracle+merged"], oracle={"pool": "data/{task}/pool.json"})
     with pytest.raises(DataError, match=r"data/RTE/pool\.json"):
         config.oracle_pool(RTE)

@@ -166,8 +166,11 @@ def test_baselines_run_as_methods_of_a_run(talkative_dir, tmp_path):
     ft, ppt_record = results(tmp_path / "run")
     assert (ft["method"], ppt_record["method"]) == ("ft", "ppt")
     assert ft["trainable_parameters"] > 100 * ppt_record["trainable_parameters"] > 0  # every weight vs a prompt
-    with pytest.raises(ConfigError, match="not among the methods"):
-        config_from_dict(RunConfig, {"tasks": ["RTE"], "data": "x", "baselines": {"ft": {}}})
+    config_from_dict(RunConfig, {"tasks": ["RTE"], "data": "x", "baselines": {"ft": {}}})  # kept for --methods ft
+    with pytest.raises(ConfigError, match="not a baseline method"):
+        config_from_dict(RunConfig, {"tasks": ["RTE"], "data": "x", "baselines": {"ours": {}}})
+    with pytest.raises(ConfigError, match="unknown option"):  # an unused baseline's options are checked too
+        config_from_dict(RunConfig, {"tasks": ["RTE"], "data": "x", "baselines": {"ft": {"max_stepz": 2}}})
 
 
 def test_optima_runs_as_a_method_and_never_reads_the_pool_labels(tiny_decoder_dir, tmp_path):

@@ -97,22 +97,19 @@ class RunConfig:
             if given:
                 raise ConfigError(f"run config: '{stage}' must not set {given}: the run sets them per seed/method")
         self.parsed_methods()  # unknown names fail now, not hours into the run
-        unused = sorted(set(self.baselines) - set(self.methods) - self._inherited_baselines())
-        if unused:
-            raise ConfigError(f"run config: 'baselines' has options for {unused}, which are not among the methods")
-        self.oracle_config()
-        if self.oracle and not self.uses_oracle():
-            raise ConfigError(f"run config: 'oracle' has options, but none of the methods is {ORACLE}+<strategy>")
+        self._check_baseline_names()
+        self.oracle_config()  # kept when no oracle method runs, as unused baseline options are
         self.specs()
         for seed in self.seeds:
             self.generator_config(Variant.DAWGEN, seed)
             self.generation_config(seed)
             self.classifier_config(parse_method("pt"), seed)
+            trained = {m.name for m in self.parsed_methods() if m.kind is MethodKind.BASELINE}
+            for name in sorted(trained | {n for n in self.baselines if parse_method(n).kind is MethodKind.BASELINE}):
+                for task in self.specs():
+                    self.baseline_config(name, task, seed)
             for method in self.parsed_methods():
-                if method.kind is MethodKind.BASELINE:
-                    for task in self.specs():
-                        self.baseline_config(method.name, task, seed)
-                elif method.kind is MethodKind.UNTRAINED:
+                if method.kind is MethodKind.UNTRAINED:
                     self.untrained_config(method.name)
 
     def specs(self) -> list[TaskSpec]:
@@ -127,12 +124,12 @@ class RunConfig:
         needed = {m.variant for m in methods if m.variant is not None and not self.external_synthetic(m)}
         return [v for v in Variant if v in needed]
 
-    def _inherited_baselines(self) -> set[str]:
-        """The baselines whose options other methods take first (``setfit`` for ``setfit+...+syn``)."""
-        from dawgen.baselines import BASELINES
-
-        methods = [m for m in self.parsed_methods() if m.kind is MethodKind.BASELINE and m.baseline]
-        return {BASELINES[m.baseline].options_from for m in methods} - {None}
+    def _check_baseline_names(self) -> None:
+        """Every ``baselines`` entry names a baseline (or untrained) method; the options of one the run does not
+        train are kept unused, so one config serves ``--methods`` subsets of it."""
+        for name in self.baselines:
+            if parse_method(name).kind not in (MethodKind.BASELINE, MethodKind.UNTRAINED):
+                raise ConfigError(f"run config: 'baselines.{name}': {name} is not a baseline method")
 
     def baseline_options(self, name: str) -> dict[str, Any]:
         """The options of baseline method ``name``: those of the baseline it takes options from, then its own."""
