@@ -156,7 +156,10 @@ def generate_command(
         str | None, typer.Option(help="k-shot training split the judge and floor learn from (folder or data root).")
     ] = None,
     k: Annotated[int | None, typer.Option(help="Examples per label of the --few-shot split (16).")] = None,
-    precision: Annotated[str | None, typer.Option(help="auto, bf16 or fp32.")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto, bf16 or fp32 (bf16: bf16 weights).")] = None,
+    quantize: Annotated[
+        str | None, typer.Option(help="none (default) or int8: dynamic int8 linear layers (CPU; faster decoding).")
+    ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, ...")] = None,
     stop_at: Annotated[
         str | None,
@@ -182,7 +185,7 @@ def generate_command(
         "device": device, "char_copy_threshold": char_copy_threshold, "consistency_filter": consistency_filter,
         "judge_confidence": judge_confidence, "consistency_classifier": consistency_classifier,
         "relatedness_floor": relatedness_floor, "relatedness_quantile": relatedness_quantile, "few_shot": few_shot,
-        "k": k, "stop_at": stop_at,
+        "k": k, "stop_at": stop_at, "quantize": quantize,
     }  # fmt: skip
     try:
         run, rest = split_run_options(options_of(config, flags, set_), ("generator", "out"), GENERATE_RUN_KEYS)

@@ -136,16 +136,17 @@ def machine_record() -> dict[str, Any]:
     return {"cpu": cpu_model(), "cpu_native_bf16": cpu_has_native_bf16()}
 
 
-def precision_record(device: torch.device | str, dtype: torch.dtype | None) -> dict[str, Any]:
+def precision_record(device: torch.device | str, dtype: torch.dtype | None, name: str | None = None) -> dict[str, Any]:
     """The precision a result was computed in and the machine kind that decided it, as written into results::
 
         {"precision": "bf16-autocast" | "fp32", "device": "cpu" | "cuda", "cpu_native_bf16": bool,
          "cpu": "<model name>"}                      (+ "gpu": "<name>" on CUDA)
 
     ``cpu_native_bf16`` is what "auto" consults on a CPU (AVX512-BF16 or AMX), recorded also under fp32.
+    ``name`` replaces the autocast dtype's name (stage 2: ``"bf16"`` weights, ``"int8-dynamic"``).
     """
     device = torch.device(device)
-    record: dict[str, Any] = {"precision": precision_name(dtype), "device": device.type, **machine_record()}
+    record: dict[str, Any] = {"precision": name or precision_name(dtype), "device": device.type, **machine_record()}
     if device.type == "cuda" and torch.cuda.is_available():
         record["gpu"] = torch.cuda.get_device_name(device)
     return record

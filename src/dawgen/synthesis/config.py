@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from dawgen.models.inference import Quantize
 from dawgen.models.precision import PRECISIONS
 
 ATTEMPTS_PER_SAMPLE = 10  # the default bound on a label's attempts, as a multiple of ``per_label``
@@ -72,8 +73,11 @@ class GenerationConfig:
     ``reuse_pool``), or after ``top_up_rounds`` further rounds (None: no limit on rounds). A label
     that gave up is named in a warning and in the summary's ``gave_up``. ``copy_threshold``:
     Jaccard overlap of the lower-cased word sets of the two sentences at or above which the second
-    counts as a copy of the first. ``stop_at``: where a sample ends (``StopAt``); a sentence end is
-    terminal punctuation followed by a token that starts a new sentence (``stopping``), so "3.5" does not end one.
+    counts as a copy of the first. ``precision`` bf16 (or ``auto`` on a machine with fast bf16) casts
+    the generator's weights to bf16 (decoding runs no backward; ``models.inference``); ``quantize`` int8
+    replaces its linear layers by dynamic int8 ones (CPU, fp32 activations). ``stop_at``: where a sample
+    ends (``StopAt``); a sentence end is terminal punctuation followed by a token that starts a new
+    sentence (``stopping``), so "3.5" does not end one.
 
     Filters against wrong labels and shortcuts (``synthesis.kshot_filters``; the last group of fields):
     ``char_copy_threshold``, the character-level similarity (``filters.char_similarity``) at or above
@@ -104,6 +108,7 @@ class GenerationConfig:
     reuse_prompt_cache: bool = True  # compute each label prompt's keys/values once (False: every batch)
     first_sentence_tokens: int | None = None  # None: the generator's own setting
     precision: str = "auto"
+    quantize: Quantize = Quantize.NONE
     device: str = "auto"
     seed: int = 13
     stop_at: StopAt = StopAt.AUTO
@@ -120,6 +125,7 @@ class GenerationConfig:
         self.decoding = Decoding(self.decoding)
         self.stop_at = StopAt(self.stop_at)
         self.dedup = DedupKey(self.dedup)
+        self.quantize = Quantize(self.quantize)
         for name in ("per_label", "max_new_tokens", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -140,6 +146,8 @@ class GenerationConfig:
             raise ValueError(f"top_up_rounds must be non-negative, got {self.top_up_rounds}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.quantize is Quantize.INT8 and self.precision == "bf16":
+            raise ValueError("quantize 'int8' computes in fp32 around its int8 layers; use precision 'auto' or 'fp32'")
         self._check_kshot_filters()
 
     def _check_kshot_filters(self) -> None:

@@ -2,8 +2,9 @@
 A deep prompt's keys/values are the prompt itself (``PromptCache.from_prefix``).
 
 Every row is ``[label prompt (m vectors)][pad ...][context tokens][generated ...]``: the prompt's cache
-is copied to the batch size, the left-padded contexts are prefilled with positions that continue
-after the prompt and skip the pads, then one token per step. Rows leave the batch when they emit eos,
+is copied into a preallocated cache of the batch (``models.kv_buffer``: a decode step writes one
+position in place), the left-padded contexts are prefilled with positions that continue after the
+prompt and skip the pads, then one token per step. Rows leave the batch when they emit eos,
 or, with ``SamplingSettings.sentence_ends``, when they end a sentence (``stopping``).
 Each row draws its random numbers from its own ``torch.Generator`` (seeded from the run seed and the
 sample's index), so what a sample becomes does not depend on which batch it is in.
@@ -11,7 +12,6 @@ sample's index), so what a sample becomes does not depend on which batch it is i
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from transformers import DynamicCache
 
+from dawgen.models.kv_buffer import buffered_cache
 from dawgen.models.kv_prefix import KVShape, prefix_cache
 from dawgen.models.precision import autocast
 from dawgen.synthesis.stopping import SentenceEnds, StopReason
@@ -67,10 +68,15 @@ def row_seed(run_seed: int, sample_index: int) -> int:
 
 
 def _forward(model: Any, cache: Any, attention: torch.Tensor, positions: torch.Tensor, **inputs: Any) -> torch.Tensor:
-    """The next-token logits (float32) after feeding ``inputs`` on top of ``cache``."""
+    """The next-token logits (float32) after feeding ``inputs`` on top of ``cache``.
+
+    The last position is kept by an index tensor, not ``logits_to_keep=1``: its slice of the hidden
+    states is not contiguous, and with bf16 weights transformers' LM-head matmul then expands the
+    [vocab, d] weight to every row (7.6 s of copying for 16 rows of SmolLM2-135M)."""
+    last = torch.tensor([-1], device=positions.device)
     out = model(
         **inputs, attention_mask=attention, position_ids=positions, past_key_values=cache, use_cache=True,
-        logits_to_keep=1,
+        logits_to_keep=last,
     )  # fmt: skip
     return out.logits[:, -1].float()
 
@@ -105,11 +111,10 @@ class PromptCache:
         made.infix = None if infix is None else infix.to(device=model.device)
         return made
 
-    def expanded(self, batch_size: int) -> DynamicCache:
-        """A fresh copy of the cache for ``batch_size`` rows (the original stays untouched)."""
-        cache = copy.deepcopy(self.cache)
-        cache.batch_repeat_interleave(batch_size)
-        return cache
+    def expanded(self, model: Any, batch_size: int, capacity: int) -> DynamicCache:
+        """A cache of ``batch_size`` rows and ``capacity`` positions holding the prompt in every row (the
+        original stays untouched)."""
+        return buffered_cache(model, batch_size, capacity, prefix=self.cache)
 
 
 def left_pad(contexts: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,16 +130,18 @@ def left_pad(contexts: Sequence[Sequence[int]], pad_id: int, device: torch.devic
 
 
 def _prefill(
-    model: Any, prompt: PromptCache | torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
+    model: Any, prompt: PromptCache | torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, new_tokens: int
 ) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor]:
-    """Logits after each row's context, the cache, the attention mask so far and the next positions."""
+    """Logits after each row's context, the cache (room for ``new_tokens`` more), the attention mask so
+    far and the next positions."""
     batch, device = ids.shape[0], ids.device
     length = prompt.length if isinstance(prompt, PromptCache) else int(prompt.shape[0])
+    capacity = length + ids.shape[1] + new_tokens
     attention = torch.cat([torch.ones(batch, length, dtype=torch.long, device=device), mask], dim=1)
     positions = (length + mask.cumsum(-1) - 1).clamp(min=length)  # real tokens continue after the prompt
     next_positions = length + mask.sum(-1)
     if isinstance(prompt, PromptCache):
-        cache = prompt.expanded(batch)
+        cache = prompt.expanded(model, batch, capacity)
         if ids.shape[1] == 0:  # nothing to add to the prompt (single-sentence task without bos)
             if prompt.last_logits is None:
                 raise ValueError("a deep prompt needs a context of at least one token")
@@ -148,7 +155,7 @@ def _prefill(
     prompt = prompt.to(device=device, dtype=model.dtype)
     embeds = torch.cat([prompt.expand(batch, -1, -1), model.get_input_embeddings()(ids)], dim=1)
     all_positions = torch.cat([torch.arange(length, device=device).expand(batch, -1), positions], dim=1)
-    cache = DynamicCache(config=model.config)
+    cache = buffered_cache(model, batch, capacity)
     return _forward(model, cache, attention, all_positions, inputs_embeds=embeds), cache, attention, next_positions
 
 
@@ -235,7 +242,7 @@ def generate_batch(
         earliest = max(sentence.min_tokens, settings.min_new_tokens)  # tokens a row needs before a sentence end
     closed = torch.zeros(batch, dtype=torch.bool, device=device)  # the row's last token ended a sentence
     with autocast(device, autocast_dtype):
-        logits, cache, attention, positions = _prefill(model, prompt, ids, mask)
+        logits, cache, attention, positions = _prefill(model, prompt, ids, mask, settings.max_new_tokens)
         seen = torch.zeros(logits.shape, dtype=torch.bool, device=device)  # the tokens the penalty applies to
         for row, context in enumerate(contexts):
             seen[row, list(context)] = True

@@ -30,7 +30,7 @@ from dawgen.data.example import Example
 from dawgen.data.sources import demo_task, load_fewshot
 from dawgen.generator.artifacts import PROMPTS_FILE, TunedGenerator, load_generator
 from dawgen.models.loading import load_model
-from dawgen.models.precision import describe_precision, precision_record
+from dawgen.models.precision import precision_record
 from dawgen.models.processes import process_device, process_state
 from dawgen.progress import progress_bar
 from dawgen.synthesis.config import GenerationConfig
@@ -172,8 +172,8 @@ def generate_synthetic(
             "task": spec.name,
             "generator": {"path": str(generator_dir), "id": gen_id, "variant": generator.config.variant.value},
             "config": to_dict(config),
-            "precision": describe_precision(device, maker.autocast_dtype),
-            "compute": precision_record(device, maker.autocast_dtype),
+            "precision": f"{maker.precision} on {device}",
+            "compute": precision_record(device, None, name=maker.precision),
             "processes": state.num_processes,
             "rounds": rounds,
             "max_attempts_per_label": config.attempts_bound,

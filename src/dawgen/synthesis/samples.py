@@ -11,8 +11,8 @@ import torch
 from dawgen.generator.artifacts import TunedGenerator
 from dawgen.generator.prompts import every_label_passes, score_targets
 from dawgen.generator.sequences import GenSequence, SequenceBuilder, collate
+from dawgen.models.inference import for_decoding
 from dawgen.models.loading import LoadedModel
-from dawgen.models.precision import resolve_precision
 from dawgen.synthesis.config import GenerationConfig, Reject
 from dawgen.synthesis.decoding import GeneratedRow, PromptCache, SamplingSettings, generate_batch, row_seed
 from dawgen.synthesis.filters import label_margins, mean_per_row, text_rejection, word_overlap
@@ -40,20 +40,21 @@ class SampleMaker:
                 f"the label prompts have width {self.layout.embed_dim}, "
                 f"but {loaded.name} embeds tokens in {loaded.embedding_dim} dimensions: is it the generator's model?"
             )
-        self.model, self.tokenizer = loaded.model, loaded.tokenizer
+        # weights in the precision decoding runs in (no autocast: bf16 weights, fp32 or int8 layers)
+        self.model, self.precision = for_decoding(loaded.model, device, config.precision, config.quantize)
+        self.tokenizer = loaded.tokenizer
         self.task, self.config, self.pool, self.generator_id = task, config, pool, generator_id
         self.kshot = kshot
         self.budget = config.first_sentence_tokens or generator.config.first_sentence_tokens
         room = max(generator.config.max_length, self.budget + CONTEXT_ROOM)
         self.builder = SequenceBuilder(task, self.tokenizer, self.budget, room, start_token=self.layout.deep)
-        self.prompts = generator.prompts.to(device)
-        self.autocast_dtype = resolve_precision(config.precision, device)
+        self.prompts = generator.prompts.to(device=device, dtype=self.model.get_input_embeddings().weight.dtype)
         self.caches = None
         if config.reuse_prompt_cache:  # each label prompt's keys/values, computed once for the whole run
             self.caches = [self._cache(label) for label in range(task.num_labels)]
         sentence_ends = None
         if config.stops_at_sentence(task.pair):  # read from the vocabulary once
-            vocab_size = self.model.get_output_embeddings().weight.shape[0]
+            vocab_size = self.model.get_output_embeddings().out_features  # an int8 layer has no .weight tensor
             sentence_ends = SentenceEnds.from_tokenizer(self.tokenizer, vocab_size)
         self.settings = [
             SamplingSettings(
@@ -69,11 +70,11 @@ class SampleMaker:
     def _cache(self, label: int) -> PromptCache:
         """Label ``label``'s prompt as keys/values: an input prompt run through the model, a deep one as is."""
         if not self.layout.deep:
-            return PromptCache(self.model, self.prompts[label], self.autocast_dtype)
+            return PromptCache(self.model, self.prompts[label])
         assert self.layout.kv is not None
         prefix, infix = self.layout.split(self.prompts[label : label + 1])
         connector = None if infix is None else infix[0]
-        return PromptCache.from_prefix(self.model, prefix[0], self.layout.kv, connector, self.autocast_dtype)
+        return PromptCache.from_prefix(self.model, prefix[0], self.layout.kv, connector)
 
     def first_sentence(self, slot: int) -> tuple[list[int], str | None]:
         """The context tokens of ``slot`` and its first sentence as conditioned on (cut to the token budget)."""
@@ -99,7 +100,7 @@ class SampleMaker:
         else:  # an input prompt's keys/values are then computed in the batch's prefill
             prompt = self._cache(label) if self.layout.deep else self.prompts[label]
         seeds = [row_seed(self.config.seed, item.index) for item in batch]
-        rows = generate_batch(self.model, prompt, contexts, seeds, self.settings[label], self.autocast_dtype)
+        rows = generate_batch(self.model, prompt, contexts, seeds, self.settings[label])
         records = {item.index: self._record(item, row) for item, row in zip(batch, rows, strict=True)}
         if self.config.label_consistency:
             self._check_labels(batch, contexts, rows, records)
@@ -136,7 +137,7 @@ class SampleMaker:
         sequences = [GenSequence(contexts[k], [*rows[k].tokens, *ending[k]], batch[k].label) for k in passed]
         scored = collate(sequences, self.layout.input_slots, self.tokenizer.pad_token_id).to(self.prompts.device)
         passes = every_label_passes(scored, self.task.num_labels)
-        logprob = score_targets(self.model, scored, self.prompts, passes, self.autocast_dtype, self.layout).logprob
+        logprob = score_targets(self.model, scored, self.prompts, passes, None, self.layout).logprob
         means = mean_per_row(logprob.float().cpu(), scored.target_rows.cpu(), len(sequences))
         margins = label_margins(means, scored.labels.cpu())
         for k, mean, margin in zip(passed, means.tolist(), margins.tolist(), strict=True):
