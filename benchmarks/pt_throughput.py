@@ -16,7 +16,8 @@ Steps are whole epochs (32 examples, 4 steps each at batch 8), so both sides tra
 Tokens are the real tokens of the rows (the template and, on the Trainer side, the label word) plus the
 soft prompt's positions for ``prompt`` (a prefix's positions pass no weights). The FLOP utilisation is
 dawgen's 4 x non-embedding parameters x tokens / time (forward and input-backward of every weight), over
-what a matmul probe in the run's compute dtype achieves in the same run (best of several).
+what a matmul probe in the run's compute dtype achieves in the same run (the best of several, probed
+before and after every type's runs: on a shared machine the best is what the cores can give).
 
     python benchmarks/pt_throughput.py [--quick] [--precision fp32|bf16|auto] [--types prompt,lora]
 
@@ -177,10 +178,12 @@ def main() -> None:
             optimizer=optimizer, learning_rate=lr,
         )  # fmt: skip
         virtual = args.virtual_tokens if kind is PeftKind.PROMPT else 0
+        probe = max(probe, matmul_probe(compute))
         ours, batches = dawgen_seconds(task, examples, steps, config)
         ours_tokens = sum(lengths[i] + virtual for batch in batches for i in batch)
         theirs = trainer_seconds(task, examples, steps, config, bf16=dtype == torch.bfloat16)
         theirs_tokens = steps * args.batch_size / len(examples) * sum(n + 1 + virtual for n in lengths)
+        probe = max(probe, matmul_probe(compute))
         utilisation = 4 * params * ours_tokens / ours / probe
         rows = [("dawgen", ours, ours_tokens), ("peft+trainer", theirs, theirs_tokens)]
         if args.same_batches:
@@ -189,7 +192,8 @@ def main() -> None:
         for name, seconds, tokens in rows:
             print(f"{kind.value:>6} {name:>12}: {steps / seconds:.3f} steps/s, {tokens / seconds:.0f} tokens/s "
                   f"({seconds:.1f} s for {steps} steps, {optimizer.value} lr {lr:g})")  # fmt: skip
-        print(f"{kind.value:>6} speedup {theirs / ours:.2f}, dawgen FLOP utilisation {utilisation:.2f}")
+        print(f"{kind.value:>6} speedup {theirs / ours:.2f}, dawgen FLOP utilisation {utilisation:.2f} "
+              f"(probe so far {probe / 1e9:.1f} GFLOP/s)")  # fmt: skip
         speedups.append(theirs / ours)
         utilisations.append(utilisation)
     print(f"minimum over {len(kinds)} types: speedup {min(speedups):.2f}, FLOP utilisation {min(utilisations):.2f}")
