@@ -35,3 +35,13 @@ def rte_or_demo_synthetic(task):
 
     fewgen = SHARED_DATA / "RTE" / "fewgen-synthetic" / "16-13" / "gen-train.json"
     return load_synthetic(task, fewgen if task.name == "RTE" and fewgen.exists() else demo_dir() / "test.tsv")
+
+
+def machine_line() -> str:
+    """The machine a benchmark ran on: CPU model, native bf16 or not, torch threads."""
+    import torch
+
+    from dawgen.models.precision import cpu_has_native_bf16, cpu_model
+
+    native = "yes" if cpu_has_native_bf16() else "no"
+    return f"CPU: {cpu_model()}, native bf16: {native}, torch threads: {torch.get_num_threads()}"

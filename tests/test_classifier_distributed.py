@@ -160,9 +160,9 @@ def test_shares_of_a_batch_sum_to_the_gradient_of_its_mean_loss(tiny_decoder_dir
         got = torch.zeros_like(want)
         for rank in range(world):
             trainer.processes = Processes(rank, world)
-            loss = trainer._share_loss(batch)
-            assert (loss is None) == (rank >= len(batch))
-            if loss is not None:
+            losses = list(trainer._part_losses(batch))  # one per sub-batch of this process's share
+            assert (not losses) == (rank >= len(batch))
+            for loss in losses:
                 got += torch.autograd.grad(loss, trainer.tuned)[0]
         torch.testing.assert_close(got, want, rtol=RTOL, atol=1e-7)
 

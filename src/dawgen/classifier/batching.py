@@ -71,6 +71,31 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def split_by_length(lengths: Sequence[int], overhead: float) -> list[list[int]]:
+    """The rows of one batch (their ``lengths``, padding included in none) cut into sub-batches of
+    similar length, so that padding to each sub-batch's longest row wastes less than a pass costs.
+
+    Minimises the padded size, the sum over sub-batches of rows x longest row, plus ``overhead`` (a
+    pass's fixed cost, in tokens) for each sub-batch (dynamic programming over the rows sorted by
+    length). A batch not worth cutting comes back whole, in its own order; sub-batches come shortest
+    first, each in length order."""
+    n = len(lengths)
+    order = sorted(range(n), key=lambda i: lengths[i])
+    best = [0.0] + [float("inf")] * n  # best[j]: the cheapest cut of the j shortest rows
+    cut = [0] * (n + 1)
+    for end in range(1, n + 1):
+        longest = lengths[order[end - 1]]
+        for start in range(end):
+            cost = best[start] + (end - start) * longest + overhead
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    groups, end = [], n
+    while end > 0:
+        groups.append(order[cut[end] : end])
+        end = cut[end]
+    return [list(range(n))] if len(groups) == 1 else groups[::-1]
+
+
 def one_epoch(items: Sequence[Encoded], batch_size: int, seed: int, epoch: int) -> list[list[Encoded]]:
     """The length-bucketed batches of epoch ``epoch``, shuffled with ``(seed, epoch)``."""
     lengths = [len(item.input_ids) for item in items]
