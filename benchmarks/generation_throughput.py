@@ -16,7 +16,10 @@ weights' dtype) and a memory probe (GB/s of a large copy) in the same run give t
 workload can take: its prefill FLOPs at the probe's rate, and per decode step the larger of its FLOPs
 over the matmul rate and its weight bytes over the bandwidth.
 
-    python benchmarks/generation_throughput.py [--quick] [--threads N]
+    python benchmarks/generation_throughput.py [--quick] [--threads N] [--step-probe]
+
+``--step-probe`` first times one decode step alone (a cache of 80 positions, 16 and 64 rows) in each of
+the ways a model can compute it: fp32, fp32 weights under bf16 autocast, bf16 weights, int8-dynamic.
 
 Ends with `speedup_vs_hf_generate: <ratio>` (tokens/s of dawgen over generate() as loaded, fp32).
 """
@@ -74,6 +77,32 @@ def hf_seconds(model, tokenizer, prompt_ids: list[int], batches, new_tokens: int
     return timed(run)
 
 
+def decode_step_ms(model, rows: int, context: int = 80, steps: int = 8, autocast: bool = False) -> float:
+    """Milliseconds of one decode step of ``rows`` rows after a ``context``-token prefill (the last position's
+    logits only, as dawgen keeps them)."""
+    keep = torch.tensor([-1])
+    ids = torch.randint(100, 1000, (rows, context))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        cache = model(input_ids=ids, use_cache=True, logits_to_keep=keep).past_key_values
+        step = ids[:, -1:]
+        model(input_ids=step, past_key_values=cache, logits_to_keep=keep)  # warm-up
+        seconds = timed(
+            lambda: [model(input_ids=step, past_key_values=cache, logits_to_keep=keep) for _ in range(steps)]
+        )
+    return 1000 * seconds / steps
+
+
+def print_step_probe(as_loaded, bf16, int8) -> None:
+    """One decode step per way of computing it, at 16 and 64 rows (tokens/s = rows / step time)."""
+    ways = {"fp32": (as_loaded, False), "int8-dynamic": (int8, False)}
+    if bf16.dtype == torch.bfloat16:
+        ways |= {"bf16 autocast (fp32 weights)": (as_loaded, True), "bf16 weights": (bf16, False)}
+    for rows in (16, 64):
+        for name, (model, autocast) in ways.items():
+            ms = decode_step_ms(model, rows, autocast=autocast)
+            print(f"decode step, {rows} rows, {name:>28}: {ms:7.1f} ms ({1000 * rows / ms:6.1f} tokens/s)")
+
+
 def matmul_gflops(dtype: torch.dtype, size: int = 1024, repeats: int = 5) -> float:
     """The best GFLOP/s of a square matmul in ``dtype`` (what the CPU's GEMM kernels reach)."""
     a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
@@ -115,6 +144,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=None, help="default 16 (--quick) or 50")
     parser.add_argument("--prompt-tokens", type=int, default=20, help="soft-prompt length (and text prompt length)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--step-probe", action="store_true", help="first time one decode step per precision")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=argparse.SUPPRESS)  # e.g. a tiny test model
     args = parser.parse_args()
     batches_count = args.batches or (2 if args.quick else 6)
@@ -144,6 +174,8 @@ def main() -> None:
           f"{torch.get_num_threads()} threads; dawgen computes in {weights} ('auto')")  # fmt: skip
     print(f"{task.name} pool, {args.model}: {len(batches)} batches of {args.batch_size}, first sentences of "
           f"{context:.0f} tokens on average, {args.prompt_tokens} prompt tokens, {new_tokens} new tokens")  # fmt: skip
+    if args.step_probe:
+        print_step_probe(as_loaded, dawgen, int8)
     sides = {
         f"dawgen ({weights})": lambda: dawgen_seconds(dawgen, prompt, batches, settings),
         "dawgen (int8-dynamic)": lambda: dawgen_seconds(int8, prompt, batches, settings),

@@ -26,14 +26,14 @@ from safetensors.torch import load_file
 from tests_support import RTE_PAIRS, free_port, invoke
 
 import dawgen
-from dawgen.classifier import distributed
 from dawgen.classifier.adapter import load_tuned
 from dawgen.classifier.config import PromptTuneConfig
-from dawgen.classifier.distributed import SINGLE, Processes
 from dawgen.classifier.scorer import VerbalizerScorer
 from dawgen.classifier.train import PromptTrainer
 from dawgen.constants import ADAPTER_DIR, CHECKPOINT_DIR, METRICS_FILE, RESULT_FILE
 from dawgen.data.sources import demo_dir
+from dawgen.models import distributed
+from dawgen.models.distributed import SINGLE, Processes
 from dawgen.models.loading import load_model
 from dawgen.tasks import get_task
 

@@ -61,7 +61,7 @@ def prompt_tune(
     With ``out_dir``, the run writes ``adapter/`` (PEFT), ``metrics.jsonl`` and ``result.json``,
     checkpoints as it goes, resumes after a crash, and returns the saved result when finished. Under a
     launcher of several processes (``torchrun``, ``accelerate launch``) they train data-parallel, each on
-    its own device, and the main one writes the folder (``dawgen.classifier.distributed``).
+    its own device, and the main one writes the folder (``dawgen.models.distributed``).
     ``start_prompt`` replaces the configured initialisation (e.g. another task's prompt or prefix);
     ``method`` names the run in its result and ``details`` adds entries to it.
     """

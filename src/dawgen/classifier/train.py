@@ -23,13 +23,13 @@ from transformers.optimization import Adafactor
 from dawgen.classifier.batching import split_by_length
 from dawgen.classifier.combine import Combine, Step, plan_steps
 from dawgen.classifier.config import OptimizerName, PeftKind, PromptTuneConfig
-from dawgen.classifier.distributed import Processes
 from dawgen.classifier.encoding import Encoded
 from dawgen.classifier.peft_types import PeftAdapter
 from dawgen.classifier.scorer import Scorer
 from dawgen.config import settings_fingerprint
 from dawgen.constants import CHECKPOINT_DIR, METRICS_FILE
 from dawgen.evaluation.metrics import classification_metrics
+from dawgen.models.distributed import Processes
 from dawgen.models.soft_prompt import initial_prompt
 from dawgen.surgery import Gradient, combine
 from dawgen.utils.io import append_jsonl, atomic_dir, atomic_write_text, truncate_jsonl
@@ -107,7 +107,7 @@ class PromptTrainer:
     (or the end of a ``with`` block); when training ends it holds its best-on-dev values. A trained
     backbone is kept best-on-dev in memory (a CPU copy), loaded back when training ends, and never
     checkpointed: such a run restarts from scratch after a crash. Under a launcher of several processes,
-    each takes its share of every batch and the gradients are summed (``dawgen.classifier.distributed``);
+    each takes its share of every batch and the gradients are summed (``dawgen.models.distributed``);
     only the main process writes the run folder.
     """
 

@@ -40,6 +40,7 @@ from dawgen.generator.losses import (
 from dawgen.generator.prompts import PromptLayout, TargetScores, every_label_passes, own_label_passes, score_targets
 from dawgen.generator.sequences import GenBatch
 from dawgen.generator.weight_net import WeightNet
+from dawgen.models.distributed import SINGLE, Processes
 
 
 @dataclass
@@ -295,9 +296,14 @@ def generator_step(
     prompt_optimizer: torch.optim.Optimizer,
     weight_optimizer: torch.optim.Optimizer | None,
     batch: GenBatch,
+    processes: Processes = SINGLE,
 ) -> tuple[LossParts, dict[str, float]]:
     """One training step (bi-level unless the variant is ``plain``); returns the real step's losses
-    (``weights`` from the updated W) and the look-ahead's numbers."""
+    (``weights`` from the updated W) and the look-ahead's numbers.
+
+    With several ``processes`` (``plain`` only, see ``check_data_parallel``) ``batch`` is this process's
+    share of the global batch: its token-mean loss is weighted by its share of the batch's target tokens
+    and the prompts' gradients are summed, which is the gradient of the global batch's token mean."""
     extra: dict[str, float] = {}
     if weight_net is None or weight_optimizer is None:
         scores = objective.score(prompts, batch)
@@ -319,7 +325,33 @@ def generator_step(
         del ahead
     parts = objective.loss(scores, batch, weight_net, train_weight_net=False)
     prompt_optimizer.zero_grad(set_to_none=True)
-    parts.total.backward()
+    if processes.world == 1:
+        parts.total.backward()
+    else:
+        share = len(batch.target_ids) / processes.total(torch.tensor(float(len(batch.target_ids))))
+        (share * parts.total).backward()
+        processes.sum_gradients([prompts])
+        parts.lm = torch.tensor(processes.total(share * parts.lm))  # the global batch's LM loss, for the logs
     prompt_optimizer.step()
     prompt_optimizer.zero_grad(set_to_none=True)
     return parts, extra
+
+
+def check_data_parallel(config: GeneratorConfig, processes: Processes, batch_rows: int) -> None:
+    """Data-parallel stage 1 is exact for ``plain`` without ``lambda_disc`` only: its loss is a mean over
+    target tokens, which shards sum back to. The bi-level variants normalise the token weights over the
+    whole batch and pair its rows in L_dist, and L_seq is a mean over rows: sharded, each would be another
+    objective (and the look-ahead would read a shard's gradient, not the batch's)."""
+    if processes.world == 1:
+        return
+    if config.variant is not Variant.PLAIN or config.lambda_disc > 0:
+        raise ValueError(
+            f"stage 1 runs data-parallel for variant 'plain' without lambda_disc only (got variant "
+            f"{config.variant.value!r}, lambda_disc {config.lambda_disc}): the bi-level variants' token weights "
+            f"and L_dist are computed over the whole batch; run them as one process"
+        )
+    if batch_rows < processes.world:
+        raise ValueError(
+            f"a batch of {batch_rows} rows (per_label_batch x labels) cannot be shared by {processes.world} "
+            f"processes: raise per_label_batch or launch fewer processes"
+        )

@@ -47,7 +47,8 @@ def tune_generator(
 
     With ``out_dir`` the run writes ``generator/`` (see ``artifacts``), ``metrics.jsonl``,
     ``training.png`` and ``result.json``, checkpoints as it goes, resumes after a crash, and returns
-    the saved result when it has finished before with the same settings and data.
+    the saved result when it has finished before with the same settings and data. Under a launcher of
+    several processes (variant ``plain``) they share every batch and the main one writes the folder.
     """
     config = config or GeneratorConfig()
     inputs = inputs_fingerprint(loaded.name, task, train, dev)
@@ -61,7 +62,7 @@ def tune_generator(
     trainer = GeneratorTrainer(loaded, task, config, out, run_key=inputs)
     total = config.epochs * steps_per_epoch(trainer.builder.encode_all(train), config.per_label_batch, task.num_labels)
     started = time.perf_counter()
-    with progress_bar(show_progress) as bar:
+    with progress_bar(show_progress and trainer.processes.is_main) as bar:
         bar_task = bar.add_task(f"tune generator ({config.variant.value}) {task.name}", total=total, status="")
 
         def on_step(step: int, record: dict[str, Any]) -> None:
@@ -90,10 +91,11 @@ def tune_generator(
         "weight_entropy_ratio": trainer.weight_entropy_summary(),  # token weights, 1 = uniform; None for plain
         "train_seconds": round(time.perf_counter() - started, 1),
     }  # fmt: skip
-    if out is not None:
+    if out is not None and trainer.processes.is_main:
         save_generator(generator, out / GENERATOR_DIR)
         title = f"{task.name}: generator {config.variant.value} ({loaded.name})"
         plot_generator_training(out / METRICS_FILE, out / TRAINING_PLOT, title)
         atomic_write_json(out / RESULT_FILE, result)
         trainer.discard_checkpoint()
+    trainer.processes.wait()  # the folder is complete when any process returns
     return GeneratorOutcome(result, generator)

@@ -18,14 +18,16 @@ from dawgen.config import settings_fingerprint
 from dawgen.constants import CHECKPOINT_DIR, METRICS_FILE
 from dawgen.data.example import Example
 from dawgen.generator.artifacts import TunedGenerator
-from dawgen.generator.bilevel import GeneratorObjective, generator_step
+from dawgen.generator.bilevel import GeneratorObjective, check_data_parallel, generator_step
 from dawgen.generator.config import GeneratorConfig, PromptDepth
 from dawgen.generator.diagnostics import dev_metrics, weight_stats
 from dawgen.generator.prompts import LabelPrompts, label_texts
 from dawgen.generator.sequences import GenSequence, SequenceBuilder, balanced_epoch, collate, steps_per_epoch
 from dawgen.generator.weight_net import make_weight_net
+from dawgen.models.distributed import Processes
 from dawgen.models.loading import LoadedModel
-from dawgen.models.precision import pick_device, resolve_precision
+from dawgen.models.precision import resolve_precision
+from dawgen.models.processes import process_device
 from dawgen.tasks.schema import Family, TaskSpec
 from dawgen.utils.io import append_jsonl, atomic_dir, atomic_write_text, truncate_jsonl
 
@@ -62,7 +64,9 @@ class GeneratorTrainer:
         self.loaded, self.task, self.config = loaded, task, config
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.run_key = run_key  # what else a checkpoint must match to be resumed (e.g. the data)
-        self.device = pick_device(config.device)
+        self.device = process_device(config.device)  # under a launcher: the device it gave this process
+        self.processes = Processes.of(self.device)
+        check_data_parallel(config, self.processes, config.per_label_batch * task.num_labels)
         self.model = loaded.model.to(self.device).eval()
         self.tokenizer = loaded.tokenizer
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -101,11 +105,13 @@ class GeneratorTrainer:
     # -- steps and evaluation -----------------------------------------------------------------
     def take_step(self, sequences: Sequence[GenSequence]) -> dict[str, Any]:
         """One training step on a batch; returns its diagnostics."""
-        batch = collate(sequences, self.objective.prompt_slots, self.pad_id).to(self.device)
+        mine = self.processes.shard(sequences)  # all of them, alone
+        batch = collate(mine, self.objective.prompt_slots, self.pad_id).to(self.device)
         started = time.perf_counter()
         parts, extra = generator_step(
-            self.objective, self.prompts.weight, self.weight_net, self.prompt_optimizer, self.weight_optimizer, batch
-        )
+            self.objective, self.prompts.weight, self.weight_net, self.prompt_optimizer, self.weight_optimizer, batch,
+            self.processes,
+        )  # fmt: skip
         record: dict[str, Any] = {"lm": parts.lm.item(), "dist": None if parts.dist is None else parts.dist.item()}
         if parts.label_disc is not None:
             record["label_disc"] = parts.label_disc.item()
@@ -206,11 +212,11 @@ class GeneratorTrainer:
         return settings_fingerprint(self.config, self.run_key)
 
     def _log(self, record: dict[str, Any]) -> None:
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.processes.is_main:
             append_jsonl(self.run_dir / METRICS_FILE, record)
 
     def _checkpoint(self) -> None:
-        if self.run_dir is None:
+        if self.run_dir is None or not self.processes.is_main:
             return
         tensors = {"prompts": self.prompts.weight.detach(), "best_prompts": self.best_prompts}
         if self.weight_net is not None:
@@ -228,7 +234,7 @@ class GeneratorTrainer:
     def _resume(self) -> None:
         folder = None if self.run_dir is None else self.run_dir / CHECKPOINT_DIR
         if folder is None or not (folder / "state.json").exists():
-            if self.run_dir is not None:  # a run killed before its first checkpoint left only a log
+            if self.run_dir is not None and self.processes.is_main:  # a run killed before its first checkpoint
                 (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
             return
         saved = json.loads((folder / "state.json").read_text())
@@ -245,11 +251,11 @@ class GeneratorTrainer:
             self.best_weight_net = _prefixed(tensors, "best_weight_net.")
             self.weight_optimizer.load_state_dict(optimizers["weight_net"])
         self.state = TrainState(**saved)
-        # metrics written after the checkpoint belong to steps that will be run again
-        truncate_jsonl(self.run_dir / METRICS_FILE, self.state.step)
+        if self.processes.is_main:  # metrics written after the checkpoint belong to steps that will run again
+            truncate_jsonl(self.run_dir / METRICS_FILE, self.state.step)
 
     def discard_checkpoint(self) -> None:
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.processes.is_main:
             shutil.rmtree(self.run_dir / CHECKPOINT_DIR, ignore_errors=True)
 
 

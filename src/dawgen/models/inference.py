@@ -46,9 +46,17 @@ def for_decoding(
         with warnings.catch_warnings():  # torch.ao's eager quantisation is deprecated in favour of torchao
             warnings.simplefilter("ignore")
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
-        return model, INT8_DYNAMIC
+    elif (dtype := resolve_precision(precision, device)) is not None:
+        model.to(dtype)
+    return model, decoding_precision(precision, device, quantize)
+
+
+def decoding_precision(precision: str, device: torch.device, quantize: Quantize = Quantize.NONE) -> str:
+    """The name of what ``for_decoding`` makes a model compute in: ``"bf16"`` (bf16 weights), ``"fp32"`` or
+    ``"int8-dynamic"``."""
+    if quantize is Quantize.INT8:
+        return INT8_DYNAMIC
     dtype = resolve_precision(precision, device)
     if dtype is None:
-        return model, FP32
-    model.to(dtype)
-    return model, BF16_WEIGHTS if dtype == torch.bfloat16 else precision_name(dtype)
+        return FP32
+    return BF16_WEIGHTS if dtype == torch.bfloat16 else precision_name(dtype)

@@ -34,8 +34,9 @@ from dawgen.data.sources import load_fewshot, load_labelled, load_test
 from dawgen.data.synthetic import load_synthetic
 from dawgen.evaluation.tables import CELL_LEGEND, precision_lines, results_table
 from dawgen.generator.config import Variant
+from dawgen.models.inference import decoding_precision
 from dawgen.models.loading import load_model
-from dawgen.models.precision import resolved_precision
+from dawgen.models.precision import pick_device, resolved_precision
 from dawgen.pipeline.config import RunConfig
 from dawgen.pipeline.manifest import Manifest
 from dawgen.pipeline.methods import Method, MethodKind, parse_method
@@ -81,7 +82,8 @@ class SeedRun:
         self, stage: str, name: str, folder: Path, key: str, done: Path, work: Callable[[], Any], precision: str
     ) -> Any:
         """Run ``work`` (which returns at once when ``done`` exists), recording its wall time (and the
-        resolved ``precision`` it ran in) when it ran."""
+        ``precision`` it ran in: "fp32", "bf16-autocast"; stage 2's decoding also "bf16" weights or
+        "int8-dynamic") when it ran."""
         cached = done.exists() and self.manifest.has(folder)
         label = f"{self.task.name} seed {self.seed}: {stage} {name}"
         console.print(f"[bold]{label}[/] " + ("(cached)" if cached else f"-> {folder.name}"), soft_wrap=True)
@@ -140,7 +142,8 @@ class SeedRun:
                 inspect_synthetic(path, cfg.data, task=self.task, seed=self.seed, k=cfg.k, out=folder)
 
         done = folder / QUALITY_REPORT if cfg.quality else summary_path(path)
-        self.timed("synthesis", variant.value, folder, key, done, work, precision)
+        decoding = decoding_precision(gen_config.precision, pick_device(gen_config.device), gen_config.quantize)
+        self.timed("synthesis", variant.value, folder, key, done, work, decoding)
         return Synthetic(path, key, generator)
 
     # -- the oracle: stage 2 with gold pool labels ----------------------------------------------

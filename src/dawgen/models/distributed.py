@@ -1,11 +1,12 @@
-"""Data-parallel prompt tuning: the processes a launcher started, sharing every global batch.
+"""Data-parallel training (stage 3, and stage 1's plain variant): the processes a launcher started,
+sharing every global batch.
 
 Every process follows the same plan (the same global batches, from the seed), takes its rows of each
 batch (``shard``: every ``world``-th row from its rank on) and weights its mean loss by its share of the
 rows, so that the gradients summed over the processes (``sum_``) are those of the mean loss over the
-whole batch, as one process would take them. A paired step sums both gradients before surgery, so
-surgery, clipping and the optimizer see the global gradients and update the same tensors alike on every
-process. Predictions are sharded too and gathered (``predict``), so dev-based selection decides alike
+whole batch, as one process would take them. Stage 3's paired step sums both gradients before
+surgery, so surgery, clipping and the optimizer see the global gradients and update the same tensors alike
+on every process. Predictions are sharded too and gathered (``predict``), so dev-based selection decides alike
 everywhere. Alone (``SINGLE``), nothing is sharded and nothing is sent: training is exactly as without it.
 """
 
