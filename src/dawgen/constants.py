@@ -7,6 +7,7 @@ RESULT_FILE = "result.json"  # the finished run: settings, dev and test metrics,
 PREDICTIONS_FILE = "predictions.jsonl"
 TRAINING_PLOT = "training.png"  # losses, gradient agreement, dev accuracy
 GENERATOR_DIR = "generator"  # a tuned generator: label prompts, weight net, generator.json
+GENERATOR_SETTINGS_FILE = "generator.json"  # in a tuned generator folder: its model, variant, layout
 QUALITY_REPORT = "quality.json"  # a synthetic set compared with the real few-shot data
 QUALITY_PLOT = "quality.png"
 

@@ -17,13 +17,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from dawgen.config import config_from_dict, to_dict
-from dawgen.constants import GENERATOR_DIR
+from dawgen.constants import GENERATOR_DIR, GENERATOR_SETTINGS_FILE
 from dawgen.generator.config import GeneratorConfig
 from dawgen.generator.prompts import PromptLayout
 from dawgen.generator.weight_net import WeightNet
 from dawgen.utils.io import atomic_dir, atomic_write_json, read_json_object
 
-SETTINGS_FILE = "generator.json"
+SETTINGS_FILE = GENERATOR_SETTINGS_FILE
 PROMPTS_FILE = "label_prompts.safetensors"
 WEIGHT_NET_FILE = "weight_net.safetensors"
 PROMPTS_KEY = "label_prompts"

@@ -1,11 +1,10 @@
 """A frozen model made ready for decoding (stage 2): its weights in the precision decoding runs in.
 
 Decoding only runs forwards, so where ``precision`` resolves to bf16 the weights themselves are cast
-to bf16 instead of running under bf16 autocast, which casts every weight matrix again at every call: on
-a 2-core EPYC with native bf16, a SmolLM2-135M decode step of 16 rows took 193 ms with bf16 weights
-against 318 ms under autocast and 266 ms in fp32 (``benchmarks/generation_throughput.py``).
+to bf16 instead of running under bf16 autocast, which casts every weight matrix again at every call.
 ``quantize: int8`` replaces the linear layers by dynamically quantised int8 ones (CPU only; the
-activations stay fp32): 131 ms for the same step.
+activations stay fp32). ``python benchmarks/generation_throughput.py --step-probe`` times one decode
+step each way (fp32, bf16 autocast, bf16 weights, int8); results/benchmarks.md has the numbers.
 """
 
 from __future__ import annotations
