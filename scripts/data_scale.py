@@ -37,7 +37,7 @@ def balanced(folder: Path, task: str, seed: int, method: str) -> float | None:
     path = folder / "results.json"
     if not path.exists():
         return None
-    for record in json.loads(path.read_text()):
+    for record in json.loads(path.read_text())["records"]:
         if (record["task"], record["seed"], record["method"]) == (task, seed, method):
             return 100 * record["test"]["balanced_accuracy"]
     return None

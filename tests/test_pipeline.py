@@ -354,3 +354,14 @@ def test_in_context_takes_its_demonstrations_per_label_from_the_run_config(tiny_
     with pytest.raises(ConfigError, match=r"baselines\.zero-shot: zero-shot takes no options"):
         config_from_dict(RunConfig, {"tasks": ["RTE"], "data": "x", "methods": ["zero-shot"],
                                      "baselines": {"zero-shot": {"demonstrations_per_label": 2}}})  # fmt: skip
+
+
+def test_two_processes_sharing_a_run_folder_keep_each_others_stages(tmp_path):
+    """Two `dawgen run` processes on one folder (say, other methods) each open the manifest once; every
+    stage either records is kept, and a stage recorded again replaces its old entry."""
+    first, second = Manifest.open(tmp_path, {"methods": ["pt"]}), Manifest.open(tmp_path, {"methods": ["ours"]})
+    first.record("classifier", "RTE", 13, "pt", tmp_path / "RTE/seed-13/pt-a", "a", 1.0, "fp32")
+    second.record("classifier", "RTE", 13, "ours", tmp_path / "RTE/seed-13/ours-b", "b", 2.0, "fp32")
+    first.record("classifier", "RTE", 13, "pt", tmp_path / "RTE/seed-13/pt-a", "a", 3.0, "fp32")
+    stages = json.loads((tmp_path / MANIFEST_FILE).read_text())["stages"]
+    assert sorted((s["name"], s["seconds"]) for s in stages) == [("ours", 2.0), ("pt", 3.0)]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 
 from dawgen.config import ConfigError
 from dawgen.constants import MANIFEST_FILE
@@ -21,6 +22,7 @@ from dawgen.models.precision import machine_record
 from dawgen.utils.io import atomic_write_json
 
 PACKAGES = ("dawgen", "torch", "transformers", "peft", "accelerate")
+MANIFEST_LOCK = ".manifest.lock"  # held while a process merges its stage into the manifest
 
 
 @functools.cache
@@ -81,14 +83,27 @@ class Manifest:
         precision: str | None = None,
     ) -> None:  # fmt: skip
         """A stage that ran (a cached stage keeps the wall time of the run that made it); ``precision``: the
-        resolved precision it ran in ("fp32", "bf16-autocast")."""
+        resolved precision it ran in ("fp32", "bf16-autocast").
+
+        Several ``dawgen run`` processes may share a run folder (other tasks, seeds or methods, each stage
+        run by one of them): under the folder's lock the stages on disk, which another process may have
+        added to, are read and merged before this one is written."""
         relative = self.relative(folder)
-        self.stages = [s for s in self.stages if s["folder"] != relative]
-        self.stages.append(
-            {"stage": stage, "task": task, "seed": seed, "name": name, "folder": relative, "key": key,
-             "seconds": round(seconds, 1), "precision": precision}
-        )  # fmt: skip
-        self.save()
+        entry = {"stage": stage, "task": task, "seed": seed, "name": name, "folder": relative, "key": key,
+                 "seconds": round(seconds, 1), "precision": precision}  # fmt: skip
+        with FileLock(self.folder / MANIFEST_LOCK):
+            merged = {s["folder"]: s for s in [*self.stages, *self._saved_stages()]}
+            merged[relative] = entry
+            self.stages = list(merged.values())
+            self.save()
+
+    def _saved_stages(self) -> list[dict[str, Any]]:
+        """The stages in the folder's manifest file as it is now (none when it is missing or unreadable)."""
+        try:
+            saved = json.loads((self.folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return []
+        return saved.get("stages", []) if isinstance(saved, dict) else []
 
     def has(self, folder: Path) -> bool:
         """Whether a stage wrote ``folder`` (its files alone may be left from a killed run)."""
