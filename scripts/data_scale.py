@@ -39,7 +39,7 @@ def balanced(folder: Path, task: str, seed: int, method: str) -> float | None:
         return None
     for record in json.loads(path.read_text())["records"]:
         if (record["task"], record["seed"], record["method"]) == (task, seed, method):
-            return 100 * record["test"]["balanced_accuracy"]
+            return record["test"]["balanced_accuracy"]
     return None
 
 
