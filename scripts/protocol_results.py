@@ -1,0 +1,49 @@
+"""A protocol run's JSON twin for results/: one record per method, task and seed, and the data-scale curve.
+
+Reads ``<run>/results.json`` (what `dawgen run` wrote) and, when given, the curve records of
+``scripts/data_scale.py --json``, and writes a list of ``{"task", "seed", "method", "accuracy",
+"balanced_accuracy", "top_prediction_share", "conflict_rate"}`` records followed by the curve's ``{"task",
+"seed", "curve", "per_label", "balanced_accuracy"}`` records.
+
+    python scripts/protocol_results.py runs/medium --curve runs/medium-curve/curve.json \
+        --out results/medium_protocol_smollm2.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def method_records(run: Path) -> list[dict[str, Any]]:
+    """Every test result of the run folder, rounded to two decimals (percent)."""
+    records = json.loads((run / "results.json").read_text())["records"]
+    rows = []
+    for record in records:
+        test = record["test"]
+        rows.append({
+            "task": record["task"], "seed": record["seed"], "method": record["method"],
+            "accuracy": round(test["accuracy"], 2), "balanced_accuracy": round(test["balanced_accuracy"], 2),
+            "top_prediction_share": round(test["top_prediction_share"], 2),
+            "conflict_rate": record.get("conflict_rate"),
+        })  # fmt: skip
+    return sorted(rows, key=lambda r: (r["task"], r["seed"], r["method"]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="the protocol's run folder")
+    parser.add_argument("--curve", type=Path, default=None, help="records of scripts/data_scale.py --json")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    records = method_records(args.run)
+    if args.curve is not None:
+        records += json.loads(args.curve.read_text())
+    args.out.write_text(json.dumps(records, indent=1) + "\n")
+    print(f"{len(records)} records in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
