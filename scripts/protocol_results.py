@@ -6,7 +6,7 @@ Reads ``<run>/results.json`` (what `dawgen run` wrote) and, when given, the curv
 "seed", "curve", "per_label", "balanced_accuracy"}`` records.
 
     python scripts/protocol_results.py runs/medium --curve runs/medium-curve/curve.json \
-        --out results/medium_protocol_smollm2.json
+        --out results/medium_protocol_smollm2.json --markdown      # --markdown: the per-seed table too
 """
 
 from __future__ import annotations
@@ -32,13 +32,28 @@ def method_records(run: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["task"], r["seed"], r["method"]))
 
 
+def markdown_table(records: list[dict[str, Any]], order: list[str]) -> list[str]:
+    """The per-seed table of the method records, methods in ``order`` (the config's), then task and seed."""
+    rank = {method: i for i, method in enumerate(order)}
+    lines = ["| method | task | seed | accuracy | balanced accuracy | top-label share | conflict rate |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in sorted(records, key=lambda r: (rank.get(r["method"], len(rank)), r["task"], r["seed"])):
+        conflicts = "-" if r["conflict_rate"] is None else f"{100 * r['conflict_rate']:.0f}%"
+        scores = f"{r['accuracy']:.1f} | {r['balanced_accuracy']:.1f} | {r['top_prediction_share']:.0f}%"
+        lines.append(f"| {r['method']} | {r['task']} | {r['seed']} | {scores} | {conflicts} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="the protocol's run folder")
     parser.add_argument("--curve", type=Path, default=None, help="records of scripts/data_scale.py --json")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--markdown", action="store_true", help="also print the per-seed Markdown table")
     args = parser.parse_args()
     records = method_records(args.run)
+    if args.markdown:
+        print("\n".join(markdown_table(records, json.loads((args.run / "results.json").read_text())["methods"])))
     if args.curve is not None:
         records += json.loads(args.curve.read_text())
     args.out.write_text(json.dumps(records, indent=1) + "\n")
