@@ -18,15 +18,15 @@ from typing import Any
 
 
 def method_records(run: Path) -> list[dict[str, Any]]:
-    """Every test result of the run folder, rounded to two decimals (percent)."""
+    """Every test result of the run folder, in percent, to four decimals."""
     records = json.loads((run / "results.json").read_text())["records"]
     rows = []
     for record in records:
         test = record["test"]
         rows.append({
             "task": record["task"], "seed": record["seed"], "method": record["method"],
-            "accuracy": round(test["accuracy"], 2), "balanced_accuracy": round(test["balanced_accuracy"], 2),
-            "top_prediction_share": round(test["top_prediction_share"], 2),
+            "accuracy": round(test["accuracy"], 4), "balanced_accuracy": round(test["balanced_accuracy"], 4),
+            "top_prediction_share": round(test["top_prediction_share"], 4),
             "conflict_rate": record.get("conflict_rate"),
         })  # fmt: skip
     return sorted(rows, key=lambda r: (r["task"], r["seed"], r["method"]))

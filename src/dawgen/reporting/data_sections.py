@@ -30,7 +30,7 @@ def data_scale(data: RunData) -> list[Block]:
     png = data.existing(DATA_SCALE_PLOT)
     if png is None:
         return []
-    caption = f"{DATA_SCALE_PLOT}: test accuracy against the size of the synthetic set"
+    caption = f"{DATA_SCALE_PLOT}: test (balanced) accuracy against the size of the synthetic set"
     return [Heading(2, "Data scale"), Image(png, caption)]
 
 
