@@ -12,6 +12,13 @@ own; the model is loaded the same way in each.
 
     python benchmarks/generator_step.py [--quick]
 
+Before the metrics it times the phases a finite-difference step is made of, on plain's batches (input and
+deep prompts): the forward under Q, plain's forward + backward, ``L_disc``'s forward over every label +
+backward to the prompts, and the no-grad forward under ``Q +/- eps v``. From them, two floors over plain:
+``fd_floor`` (the finite-difference step with no overhead: a first-order look-ahead step, L_disc's forward
+and backward, the perturbed pair, the real step's backward) and ``hypergradient_floor`` (a plain step plus
+L_disc's forward and backward under Q', which any hypergradient of L_disc(Q') needs).
+
 Ends with one line per metric, seconds per step over those of plain: `fewgen_over_plain:`,
 `dawgen_over_plain:` (exact hypergradient) and, last, `dawgen_fd_over_plain:` (finite-difference).
 """
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -41,8 +49,8 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def worker(name: str, model: str, steps: int, per_label: int, prompt_tokens: int, threads: int) -> dict:
-    """Time ``steps`` training steps of run ``name`` after one warm-up step, on the first batches of epoch 0."""
+def setup(name: str, model: str, steps: int, per_label: int, prompt_tokens: int, threads: int):
+    """Run ``name``'s trainer and ``steps + 1`` batches: the first batches of epoch 0, in order."""
     import torch
     from common import rte_or_demo_split
 
@@ -61,8 +69,16 @@ def worker(name: str, model: str, steps: int, per_label: int, prompt_tokens: int
     trainer = GeneratorTrainer(load_model(model), task, config)
     sequences = trainer.builder.encode_all(split.train)
     batches = balanced_epoch(sequences, per_label, task.num_labels, config.seed, epoch=0)
-    batches = [[sequences[i] for i in batch] for batch in (batches * (steps + 1))[: steps + 1]]
+    return trainer, [[sequences[i] for i in batch] for batch in (batches * (steps + 1))[: steps + 1]]
+
+
+def worker(name: str, model: str, steps: int, per_label: int, prompt_tokens: int, threads: int) -> dict:
+    """Time ``steps`` training steps of run ``name`` after one warm-up step, on the first batches of epoch 0."""
+    import torch
+
+    trainer, batches = setup(name, model, steps, per_label, prompt_tokens, threads)
     loaded_rss = peak_rss_mb()
+    variant, hypergradient, depth = RUNS[name]
     trainer.take_step(batches[0])  # warm-up
     start = time.perf_counter()
     for batch in batches[1:]:
@@ -75,6 +91,47 @@ def worker(name: str, model: str, steps: int, per_label: int, prompt_tokens: int
         "tokens_per_batch": tokens, "precision": str(trainer.objective.autocast_dtype or "fp32"),
         "threads": torch.get_num_threads(),
     }  # fmt: skip
+
+
+def phases(depth: str, model: str, steps: int, per_label: int, prompt_tokens: int, threads: int) -> dict:
+    """Median seconds of each phase of a finite-difference step on the batches ``worker`` times (see the
+    module's docstring), after one warm-up of each; the prompts stay at their initial values."""
+    import torch
+    from common import timed
+
+    from dawgen.generator.sequences import collate
+
+    run = "dawgen-fd-deep" if depth == "deep" else "dawgen-fd"
+    trainer, batches = setup(run, model, steps, per_label, prompt_tokens, threads)
+    objective, prompts = trainer.objective, trainer.prompts.weight
+
+    def forward(batch) -> torch.Tensor:
+        return objective.loss(objective.score(prompts, batch), batch, None, train_weight_net=False).total
+
+    def plain(batch) -> None:
+        torch.autograd.grad(forward(batch), prompts)
+
+    def disc(batch) -> None:
+        ahead = prompts.detach().requires_grad_()
+        torch.autograd.grad(objective.disc(ahead, batch), ahead)
+
+    def pair(batch) -> None:
+        with torch.no_grad():
+            base = prompts.detach()
+            objective.score_pair(base + 1e-3, base - 1e-3, batch)
+
+    collated = [collate(b, objective.prompt_slots, trainer.pad_id) for b in batches]
+    timings = {}
+    for phase, fn in {"forward": forward, "plain": plain, "disc": disc, "pair": pair}.items():
+        fn(collated[0])  # warm-up
+        timings[phase] = statistics.median(timed(lambda b=b, fn=fn: fn(b)) for b in collated[1:])
+    return {"run": f"phases-{depth}", **timings}
+
+
+def floors(t: dict) -> tuple[float, float]:
+    """(fd_floor, hypergradient_floor) over plain, from ``phases``' timings."""
+    fd = t["plain"] + t["disc"] + t["pair"] + (t["plain"] - t["forward"])
+    return fd / t["plain"], (t["plain"] + t["disc"]) / t["plain"]
 
 
 def run_worker(name: str, args: argparse.Namespace, steps: int) -> dict:
@@ -100,14 +157,19 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=20)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=argparse.SUPPRESS)  # e.g. a tiny model for a dry run
-    parser.add_argument("--worker", choices=RUNS, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=[*RUNS, "phases-input", "phases-deep"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     steps = args.steps or (3 if args.quick else 10)
     if args.worker:
-        result = worker(args.worker, args.model, steps, args.per_label_batch, args.prompt_tokens, args.threads)
+        settings = (args.model, steps, args.per_label_batch, args.prompt_tokens, args.threads)
+        if args.worker.startswith("phases-"):
+            result = phases(args.worker.removeprefix("phases-"), *settings)
+        else:
+            result = worker(args.worker, *settings)
         print(json.dumps(result))
         return
     results = {name: run_worker(name, args, steps) for name in RUNS}
+    timings = {depth: run_worker(f"phases-{depth}", args, steps) for depth in ("input", "deep")}
     plain = results["plain"]
     print(f"{args.model}: {steps} timed steps per run, {args.per_label_batch} per label, "
           f"{args.prompt_tokens} prompt tokens, ~{plain['tokens_per_batch']:.0f} tokens per batch, "
@@ -117,10 +179,17 @@ def main() -> None:
         print(f"{name:>14}: {r['seconds_per_step']:.3f} s/step ({ratio:.2f}x"
               f" plain), peak RSS {r['peak_rss_mb']:.0f} MB ({r['peak_rss_mb'] / plain['peak_rss_mb']:.2f}x plain;"
               f" {r['rss_after_load_mb']:.0f} MB after loading)")  # fmt: skip
+    for depth, t in timings.items():
+        fd, any_hypergradient = floors(t)
+        print(f"phases ({depth} prompts): forward {t['forward']:.3f} s, plain step {t['plain']:.3f} s, "
+              f"L_disc forward + backward {t['disc']:.3f} s, perturbed pair {t['pair']:.3f} s: "
+              f"fd floor {fd:.2f}x plain, any hypergradient's floor {any_hypergradient:.2f}x")  # fmt: skip
     deep = results["plain-deep"]["seconds_per_step"]
     print(f"plain_deep_over_plain: {deep / plain['seconds_per_step']:.2f}")
     print(f"deep_dawgen_over_plain_deep: {results['dawgen-deep']['seconds_per_step'] / deep:.2f}")
     print(f"deep_dawgen_fd_over_plain_deep: {results['dawgen-fd-deep']['seconds_per_step'] / deep:.2f}")
+    print(f"fd_floor_over_plain: {floors(timings['input'])[0]:.2f}")
+    print(f"hypergradient_floor_over_plain: {floors(timings['input'])[1]:.2f}")
     print(f"fewgen_over_plain: {results['fewgen']['seconds_per_step'] / plain['seconds_per_step']:.2f}")
     print(f"dawgen_over_plain: {results['dawgen']['seconds_per_step'] / plain['seconds_per_step']:.2f}")
     print(f"dawgen_fd_over_plain: {results['dawgen-fd']['seconds_per_step'] / plain['seconds_per_step']:.2f}")
