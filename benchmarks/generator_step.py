@@ -67,7 +67,7 @@ def setup(name: str, model: str, steps: int, per_label: int, prompt_tokens: int,
         variant=variant, hypergradient=hypergradient, num_prompt_tokens=prompt_tokens, per_label_batch=per_label,
         device="cpu", prompt_depth=depth,
     )  # fmt: skip
-    trainer = GeneratorTrainer(load_model(model), task, config)
+    trainer = GeneratorTrainer(load_model(model), task, config, owns_model=True)  # as the pipeline runs it
     sequences = trainer.builder.encode_all(split.train)
     batches = balanced_epoch(sequences, per_label, task.num_labels, config.seed, epoch=0)
     return trainer, [[sequences[i] for i in batch] for batch in (batches * (steps + 1))[: steps + 1]]

@@ -7,6 +7,13 @@ Reads ``<run>/results.json`` (what `dawgen run` wrote) and, when given, the curv
 
     python scripts/protocol_results.py runs/medium --curve runs/medium-curve/curve.json \
         --out results/medium_protocol_smollm2.json --markdown      # --markdown: the per-seed table too
+
+A protocol may run in parts, in different run folders (a new checkout has no ``runs/``): ``--keep FILE``
+keeps the records of an earlier twin whose task and seed the run folder does not hold (its curve records
+too, unless ``--curve`` is given).
+
+    python scripts/protocol_results.py runs/medium --keep results/medium_protocol_smollm2.json \
+        --out results/medium_protocol_smollm2.json
 """
 
 from __future__ import annotations
@@ -44,18 +51,30 @@ def markdown_table(records: list[dict[str, Any]], order: list[str]) -> list[str]
     return lines
 
 
+def kept_records(earlier: list[dict[str, Any]], held: set[tuple[str, int]]) -> tuple[list[dict], list[dict]]:
+    """The method records of ``earlier`` whose task-seed is not in ``held``, and its curve records."""
+    methods = [r for r in earlier if "curve" not in r and (r["task"], r["seed"]) not in held]
+    return methods, [r for r in earlier if "curve" in r]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="the protocol's run folder")
     parser.add_argument("--curve", type=Path, default=None, help="records of scripts/data_scale.py --json")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--keep", type=Path, default=None, help="an earlier twin: its records of other task-seeds stay")
     parser.add_argument("--markdown", action="store_true", help="also print the per-seed Markdown table")
     args = parser.parse_args()
     records = method_records(args.run)
+    curve = [] if args.curve is None else json.loads(args.curve.read_text())
+    if args.keep is not None:
+        held = {(r["task"], r["seed"]) for r in records}
+        earlier, earlier_curve = kept_records(json.loads(args.keep.read_text()), held)
+        records = sorted(earlier + records, key=lambda r: (r["task"], r["seed"], r["method"]))
+        curve = curve or earlier_curve
     if args.markdown:
         print("\n".join(markdown_table(records, json.loads((args.run / "results.json").read_text())["methods"])))
-    if args.curve is not None:
-        records += json.loads(args.curve.read_text())
+    records += curve
     args.out.write_text(json.dumps(records, indent=1) + "\n")
     print(f"{len(records)} records in {args.out}")
 

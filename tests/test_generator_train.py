@@ -61,6 +61,20 @@ def test_training_lowers_the_lm_loss_and_keeps_the_best_epoch(loaded, variant):
     assert all(torch.equal(frozen[k], v) for k, v in loaded.model.state_dict().items())
 
 
+def test_a_trainer_that_owns_its_model_stores_it_in_bf16_and_trains_the_same(tiny_decoder_dir):
+    """owns_model under bf16 autocast: the frozen linear layers are stored in bf16, and the bi-level steps give
+    the same prompts and weight net, bit for bit, as with the fp32 weights autocast casts on every forward."""
+    config = small_config(precision="bf16", epochs=1)
+    states = {}
+    for owns in (False, True):
+        trainer = GeneratorTrainer(load_model(str(tiny_decoder_dir)), TASK, config, owns_model=owns)
+        down = trainer.model.model.layers[0].mlp.down_proj.weight
+        assert down.dtype is (torch.bfloat16 if owns else torch.float32)
+        trainer.train(TRAIN, DEV)
+        states[owns] = state_of(trainer)
+    assert all(torch.equal(states[False][k], states[True][k]) for k in states[False])
+
+
 def test_save_and_load_round_trip(loaded, tmp_path):
     trainer = GeneratorTrainer(loaded, TASK, small_config(epochs=1))
     generator = trainer.train(TRAIN, DEV)

@@ -269,6 +269,22 @@ def test_autocast_and_pick_device():
     assert precision.pick_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def test_store_frozen_linears_keeps_the_autocast_products_and_the_tied_head(tiny_decoder_dir):
+    """Frozen linear weights stored in bf16 give the bf16-autocast logits bit for bit; the LM head tied to the
+    embeddings, a trainable layer and fp32 (no autocast) are left alone."""
+    reference, stored = load_model(str(tiny_decoder_dir)).model, load_model(str(tiny_decoder_dir)).model
+    trainable = stored.model.layers[0].self_attn.q_proj.weight.requires_grad_()
+    assert precision.store_frozen_linears(stored, None) == 0
+    linears = sum(isinstance(m, torch.nn.Linear) for m in stored.modules())
+    assert precision.store_frozen_linears(stored, torch.bfloat16) == linears - 2  # not the tied head, the trainable
+    assert stored.model.layers[0].mlp.down_proj.weight.dtype is torch.bfloat16
+    assert stored.model.layers[0].self_attn.q_proj.weight is trainable and trainable.dtype is torch.float32
+    assert stored.lm_head.weight is stored.get_input_embeddings().weight and stored.lm_head.weight.dtype is torch.float32
+    ids = torch.tensor([[1, 5, 7, 9, 11]])
+    with torch.no_grad(), precision.autocast("cpu", torch.bfloat16):
+        assert torch.equal(stored(input_ids=ids).logits, reference(input_ids=ids).logits)
+
+
 # --- atomic file helpers ---------------------------------------------------------------------
 
 

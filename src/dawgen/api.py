@@ -173,7 +173,7 @@ def tune_generator(
     split = load_fewshot(spec, data, seed=config.seed, k=k)
     loaded = load_model(model, trust_remote_code=trust_remote_code)
     return _tune_generator(
-        loaded, spec, split.train, split.dev, config=config, out_dir=out, show_progress=show_progress
+        loaded, spec, split.train, split.dev, config=config, out_dir=out, show_progress=show_progress, owns_model=True
     )
 
 

@@ -42,6 +42,7 @@ def tune_generator(
     config: GeneratorConfig | None = None,
     out_dir: str | Path | None = None,
     show_progress: bool = True,
+    owns_model: bool = False,
 ) -> GeneratorOutcome:
     """Tune label prompts of ``loaded`` on ``train``, keep those with the best LM loss on ``dev``.
 
@@ -49,6 +50,7 @@ def tune_generator(
     ``training.png`` and ``result.json``, checkpoints as it goes, resumes after a crash, and returns
     the saved result when it has finished before with the same settings and data. Under a launcher of
     several processes (variant ``plain``) they share every batch and the main one writes the folder.
+    ``owns_model``: ``loaded`` was loaded for this run alone (see ``GeneratorTrainer``).
     """
     config = config or GeneratorConfig()
     inputs = inputs_fingerprint(loaded.name, task, train, dev)
@@ -59,7 +61,7 @@ def tune_generator(
             return GeneratorOutcome(saved, load_generator(out / GENERATOR_DIR))
         raise ValueError(f"{out} already holds a finished run with other settings; choose another output folder")
 
-    trainer = GeneratorTrainer(loaded, task, config, out, run_key=inputs)
+    trainer = GeneratorTrainer(loaded, task, config, out, run_key=inputs, owns_model=owns_model)
     total = config.epochs * steps_per_epoch(trainer.builder.encode_all(train), config.per_label_batch, task.num_labels)
     started = time.perf_counter()
     with progress_bar(show_progress and trainer.processes.is_main) as bar:

@@ -19,14 +19,14 @@ from dawgen.constants import CHECKPOINT_DIR, METRICS_FILE
 from dawgen.data.example import Example
 from dawgen.generator.artifacts import TunedGenerator
 from dawgen.generator.bilevel import GeneratorObjective, check_data_parallel, generator_step
-from dawgen.generator.config import GeneratorConfig, PromptDepth
+from dawgen.generator.config import GeneratorConfig, Hypergradient, PromptDepth
 from dawgen.generator.diagnostics import dev_metrics, weight_stats
 from dawgen.generator.prompts import LabelPrompts, label_texts
 from dawgen.generator.sequences import GenSequence, SequenceBuilder, balanced_epoch, collate, steps_per_epoch
 from dawgen.generator.weight_net import make_weight_net
 from dawgen.models.distributed import Processes
 from dawgen.models.loading import LoadedModel
-from dawgen.models.precision import resolve_precision
+from dawgen.models.precision import resolve_precision, store_frozen_linears
 from dawgen.models.processes import process_device
 from dawgen.tasks.schema import Family, TaskSpec
 from dawgen.utils.io import append_jsonl, atomic_dir, atomic_write_text, truncate_jsonl
@@ -58,7 +58,11 @@ class GeneratorTrainer:
         config: GeneratorConfig,
         run_dir: str | Path | None = None,
         run_key: str = "",
+        owns_model: bool = False,
     ) -> None:
+        """``owns_model``: the model was loaded for this trainer alone, so its frozen linear layers may be
+        stored in the autocast dtype (``store_frozen_linears``: less memory, the same numbers); it is then
+        fit for autocast use only."""
         if loaded.family is not Family.DECODER:
             raise ValueError(f"the generator must be a causal LM; {loaded.name} is a {loaded.family.value} model")
         self.loaded, self.task, self.config = loaded, task, config
@@ -83,6 +87,8 @@ class GeneratorTrainer:
             self.model, config, task.num_labels, resolve_precision(config.precision, self.device), self.prompts.layout,
             eos_id=self.tokenizer.eos_token_id,
         )  # fmt: skip
+        if owns_model and config.hypergradient is Hypergradient.EXACT:  # finite-difference's pair runs in fp32
+            store_frozen_linears(self.model, self.objective.autocast_dtype)
         head = self.model.get_output_embeddings()
         net = make_weight_net(config, getattr(head, "in_features", loaded.embedding_dim))
         self.weight_net = None if net is None else net.to(self.device)

@@ -13,6 +13,7 @@ run folder's stage keys, so a folder moved to another kind of machine does not m
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import platform
@@ -82,6 +83,32 @@ def autocast(device: torch.device | str, dtype: torch.dtype | None) -> Iterator[
         return
     with torch.autocast(device_type=torch.device(device).type, dtype=dtype):
         yield
+
+
+def store_frozen_linears(model: torch.nn.Module, dtype: torch.dtype | None) -> int:
+    """Store every frozen ``nn.Linear``'s weight (and bias) in ``dtype``, the autocast dtype its forwards run
+    in; returns how many layers were stored. Autocast casts a frozen fp32 weight again on every forward and
+    each graph keeps its own copy (one bi-level step holds two); stored cast, the products are the same bit
+    for bit and one copy serves every graph. The model must then run under autocast only. A weight that
+    another module shares (an LM head tied to the embeddings) and a trainable one stay as they are.
+
+    The other frozen parameters are copied into memory of their own: a model loaded from safetensors
+    reads its weights through a map of the file, which stays mapped (and its fp32 pages resident) while
+    any of them points into it."""
+    if dtype is None or dtype == torch.float32:
+        return 0
+    shared = collections.Counter(id(p) for _, p in model.named_parameters(remove_duplicate=False))
+    stored = 0
+    for module in model.modules():
+        if not isinstance(module, torch.nn.Linear) or module.weight.requires_grad or shared[id(module.weight)] > 1:
+            continue
+        for name, param in list(module.named_parameters(recurse=False)):
+            setattr(module, name, torch.nn.Parameter(param.detach().to(dtype), requires_grad=False))
+        stored += 1
+    for param in model.parameters():
+        if not param.requires_grad and param.dtype != dtype:
+            param.data = param.data.clone()
+    return stored
 
 
 def describe_precision(device: torch.device | str, dtype: torch.dtype | None, requested: str | None = None) -> str:

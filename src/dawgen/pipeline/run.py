@@ -108,7 +108,7 @@ class SeedRun:
             loaded = load_model(cfg.generator_model, trust_remote_code=cfg.trust_remote_code)
             train, dev = _kshot(cfg, self.task, self.seed)
             tune_generator(loaded, self.task, train, dev, config=gen_config, out_dir=folder,
-                           show_progress=self.show_progress)  # fmt: skip
+                           show_progress=self.show_progress, owns_model=True)  # fmt: skip
 
         self.timed("generator", variant.value, folder, key, folder / RESULT_FILE, work, precision)
         return folder, key
