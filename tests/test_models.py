@@ -279,7 +279,8 @@ def test_store_frozen_linears_keeps_the_autocast_products_and_the_tied_head(tiny
     assert precision.store_frozen_linears(stored, torch.bfloat16) == linears - 2  # not the tied head, the trainable
     assert stored.model.layers[0].mlp.down_proj.weight.dtype is torch.bfloat16
     assert stored.model.layers[0].self_attn.q_proj.weight is trainable and trainable.dtype is torch.float32
-    assert stored.lm_head.weight is stored.get_input_embeddings().weight and stored.lm_head.weight.dtype is torch.float32
+    head = stored.lm_head.weight
+    assert head is stored.get_input_embeddings().weight and head.dtype is torch.float32
     ids = torch.tensor([[1, 5, 7, 9, 11]])
     with torch.no_grad(), precision.autocast("cpu", torch.bfloat16):
         assert torch.equal(stored(input_ids=ids).logits, reference(input_ids=ids).logits)
