@@ -17,7 +17,9 @@ Tokens are the real tokens of the rows (the template and, on the Trainer side, t
 soft prompt's positions for ``prompt`` (a prefix's positions pass no weights). The FLOP utilisation is
 dawgen's 4 x non-embedding parameters x tokens / time (forward and input-backward of every weight), over
 what a matmul probe in the run's compute dtype achieves in the same run (the best of several, probed
-before and after every type's runs: on a shared machine the best is what the cores can give).
+before and after every type's runs: on a shared machine the best is what the cores can give). dawgen's
+side stores the frozen linear layers in the autocast dtype, as a run that loads its own model does; under
+bf16 a third row times the same loop with the fp32 weights that autocast casts on every forward.
 
     python benchmarks/pt_throughput.py [--quick] [--precision fp32|bf16|auto] [--types prompt,lora]
 
@@ -43,7 +45,7 @@ from dawgen.classifier.peft_types import build_peft_config
 from dawgen.classifier.scorer import VerbalizerScorer
 from dawgen.classifier.train import PromptTrainer
 from dawgen.models.loading import DEFAULT_MODEL, load_model
-from dawgen.models.precision import precision_name, resolve_precision
+from dawgen.models.precision import precision_name, resolve_precision, store_frozen_linears
 
 EXAMPLES_PER_EPOCH = 32
 
@@ -72,14 +74,20 @@ def matmul_probe(dtype: torch.dtype, repeats: int = 10) -> float:
     return 2 * 2048 * 576 * 1536 / best
 
 
-def dawgen_seconds(task, examples, steps: int, config: PromptTuneConfig) -> tuple[float, list[list[int]]]:
+def dawgen_seconds(
+    task, examples, steps: int, config: PromptTuneConfig, store: bool = True
+) -> tuple[float, list[list[int]]]:
     """dawgen's own loop (length-bucketed batches); its one dev evaluation scores a single example. Also
-    the batches it trained on (rows as indices into ``examples``)."""
+    the batches it trained on (rows as indices into ``examples``). ``store``: the frozen linear layers are
+    stored in the autocast dtype once the adapter is attached, as a run that loads its model does
+    (``train_classifier(owns_model=True)``); without it autocast casts the fp32 weights on every forward."""
     scorer = VerbalizerScorer(load_model(DEFAULT_MODEL), task, precision=config.precision, device="cpu")
     items = scorer.encoder.encode_all(examples)
 
     def train(n: int) -> None:
         with PromptTrainer(scorer, replace(config, max_steps=n, eval_every=n)) as trainer:
+            if store:
+                store_frozen_linears(scorer.model, scorer.autocast_dtype)
             trainer.train(items, items[:1])
 
     train(1)  # warm-up
@@ -186,6 +194,9 @@ def main() -> None:
         probe = max(probe, matmul_probe(compute))
         utilisation = 4 * params * ours_tokens / ours / probe
         rows = [("dawgen", ours, ours_tokens), ("peft+trainer", theirs, theirs_tokens)]
+        if dtype is not None:  # the same loop with the fp32 weights autocast casts on every forward
+            cast, _ = dawgen_seconds(task, examples, steps, config, store=False)
+            rows.append(("dawgen, fp32 weights", cast, ours_tokens))
         if args.same_batches:
             same = trainer_seconds(task, examples, steps, config, dtype == torch.bfloat16, order=batches)
             rows.append(("peft+trainer, dawgen's batches", same, ours_tokens + steps * args.batch_size))

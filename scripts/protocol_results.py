@@ -9,8 +9,8 @@ Reads ``<run>/results.json`` (what `dawgen run` wrote) and, when given, the curv
         --out results/medium_protocol_smollm2.json --markdown      # --markdown: the per-seed table too
 
 A protocol may run in parts, in different run folders (a new checkout has no ``runs/``): ``--keep FILE``
-keeps the records of an earlier twin whose task and seed the run folder does not hold (its curve records
-too, unless ``--curve`` is given).
+keeps the records of an earlier twin whose task, seed and method the run folder does not hold (its curve
+records too, unless ``--curve`` is given).
 
     python scripts/protocol_results.py runs/medium --keep results/medium_protocol_smollm2.json \
         --out results/medium_protocol_smollm2.json
@@ -51,9 +51,13 @@ def markdown_table(records: list[dict[str, Any]], order: list[str]) -> list[str]
     return lines
 
 
-def kept_records(earlier: list[dict[str, Any]], held: set[tuple[str, int]]) -> tuple[list[dict], list[dict]]:
-    """The method records of ``earlier`` whose task-seed is not in ``held``, and its curve records."""
-    methods = [r for r in earlier if "curve" not in r and (r["task"], r["seed"]) not in held]
+def row(record: dict[str, Any]) -> tuple[str, int, str]:
+    return record["task"], record["seed"], record["method"]
+
+
+def kept_records(earlier: list[dict[str, Any]], held: set[tuple[str, int, str]]) -> tuple[list[dict], list[dict]]:
+    """The method records of ``earlier`` whose task, seed and method are not in ``held``, and its curve records."""
+    methods = [r for r in earlier if "curve" not in r and row(r) not in held]
     return methods, [r for r in earlier if "curve" in r]
 
 
@@ -62,13 +66,13 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="the protocol's run folder")
     parser.add_argument("--curve", type=Path, default=None, help="records of scripts/data_scale.py --json")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--keep", type=Path, default=None, help="an earlier twin: its records of other task-seeds stay")
+    parser.add_argument("--keep", type=Path, default=None, help="an earlier twin: its records of other rows stay")
     parser.add_argument("--markdown", action="store_true", help="also print the per-seed Markdown table")
     args = parser.parse_args()
     records = method_records(args.run)
     curve = [] if args.curve is None else json.loads(args.curve.read_text())
     if args.keep is not None:
-        held = {(r["task"], r["seed"]) for r in records}
+        held = {row(r) for r in records}
         earlier, earlier_curve = kept_records(json.loads(args.keep.read_text()), held)
         records = sorted(earlier + records, key=lambda r: (r["task"], r["seed"], r["method"]))
         curve = curve or earlier_curve

@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 from peft import PeftModel
+from safetensors.torch import load_file
 from tests_support import RTE_PAIRS
 
 from dawgen.classifier.combine import Combine, plan_steps
@@ -259,3 +260,30 @@ def test_run_config_and_cli_take_the_peft_type(tiny_model_dirs, tmp_path):
     saved = json.loads((tmp_path / RESULT_FILE).read_text())
     assert saved["peft"] == "prefix" and saved["config"]["optimizer"] == "adamw"
     assert json.loads((tmp_path / ADAPTER_DIR / "adapter_config.json").read_text())["peft_type"] == "PREFIX_TUNING"
+
+
+@pytest.mark.parametrize(
+    ("family", "kind"),
+    [(Family.DECODER, PeftKind.PROMPT), (Family.DECODER, PeftKind.PREFIX), (Family.DECODER, PeftKind.LORA),
+     (Family.SEQ2SEQ, PeftKind.LORA), (Family.MASKED, PeftKind.LORA)],
+    ids=lambda value: str(getattr(value, "value", value)),
+)  # fmt: skip
+def test_a_run_that_owns_its_model_stores_it_in_bf16_and_trains_the_same(family, kind, tiny_model_dirs, tmp_path):
+    """owns_model under bf16 autocast: the frozen linear layers are stored in bf16 once the adapter is attached,
+    and the paired steps give the same saved adapter and test metrics, bit for bit, as fp32 weights cast by
+    autocast on every forward."""
+    config = small_config(peft=kind, precision="bf16", syn_batch_size=4, max_steps=4, eval_every=2)
+    results, dtypes = {}, {}
+    for owns in (False, True):
+        loaded = load_model(str(tiny_model_dirs[family]))
+        results[owns] = prompt_tune(loaded, RTE, EXAMPLES, EXAMPLES, synthetic=SyntheticSet(FLIPPED), test=EXAMPLES,
+                                    config=config, out_dir=tmp_path / str(owns), show_progress=False,
+                                    owns_model=owns).result  # fmt: skip
+        dtypes[owns] = {m.weight.dtype for m in loaded.model.modules() if type(m) is torch.nn.Linear}
+    assert dtypes[False] == {torch.float32} and torch.bfloat16 in dtypes[True]  # (a tied LM head stays fp32)
+    assert results[True]["test"] == results[False]["test"] and results[True]["dev"] == results[False]["dev"]
+    saved = {owns: sorted((tmp_path / str(owns) / ADAPTER_DIR).glob("*.safetensors")) for owns in (False, True)}
+    assert saved[False] and [p.name for p in saved[False]] == [p.name for p in saved[True]]
+    for plain, stored in zip(saved[False], saved[True], strict=True):
+        plain, stored = load_file(plain), load_file(stored)
+        assert plain.keys() == stored.keys() and all(torch.equal(plain[k], stored[k]) for k in plain)

@@ -71,7 +71,7 @@ def prompt_tune(
     loaded = load_model(model, trust_remote_code=trust_remote_code)
     return _prompt_tune(
         loaded, spec, split.train, split.dev, synthetic=syn, test=test_examples, config=config, out_dir=out,
-        show_progress=show_progress,
+        show_progress=show_progress, owns_model=True,
     )  # fmt: skip
 
 

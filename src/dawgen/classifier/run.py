@@ -25,7 +25,7 @@ from dawgen.data.synthetic import SyntheticSet
 from dawgen.evaluation.metrics import classification_metrics
 from dawgen.evaluation.plots import plot_training
 from dawgen.models.loading import LoadedModel
-from dawgen.models.precision import describe_precision, precision_record
+from dawgen.models.precision import describe_precision, precision_record, store_frozen_linears
 from dawgen.progress import progress_bar
 from dawgen.tasks.schema import TaskSpec
 from dawgen.utils.io import atomic_write_json
@@ -54,6 +54,7 @@ def prompt_tune(
     start_prompt: torch.Tensor | None = None,
     method: str | None = None,
     details: dict[str, Any] | None = None,
+    owns_model: bool = False,
 ) -> TuneOutcome:
     """Tune a soft prompt, prefix or LoRA adapter (``config.peft``) on ``train`` (and ``synthetic``,
     combined as ``config.combine`` says), keep the best on ``dev``, report ``test``.
@@ -63,7 +64,8 @@ def prompt_tune(
     launcher of several processes (``torchrun``, ``accelerate launch``) they train data-parallel, each on
     its own device, and the main one writes the folder (``dawgen.models.distributed``).
     ``start_prompt`` replaces the configured initialisation (e.g. another task's prompt or prefix);
-    ``method`` names the run in its result and ``details`` adds entries to it.
+    ``method`` names the run in its result and ``details`` adds entries to it. ``owns_model``: ``loaded``
+    was loaded for this run alone (see ``train_classifier``).
     """
     config = config or PromptTuneConfig()
     scorer = VerbalizerScorer(
@@ -72,6 +74,7 @@ def prompt_tune(
     return train_classifier(
         scorer, train, dev, synthetic=synthetic, test=test, config=config, out_dir=out_dir,
         show_progress=show_progress, start_prompt=start_prompt, method=method, details=details,
+        owns_model=owns_model,
     )  # fmt: skip
 
 
@@ -95,6 +98,7 @@ def train_classifier(
     settings: dict[str, Any] | None = None,
     details: dict[str, Any] | None = None,
     make_trainer: Callable[..., PromptTrainer] = PromptTrainer,
+    owns_model: bool = False,
 ) -> TuneOutcome:
     """``prompt_tune`` for any scorer and set of trainable weights (see ``Trainable``): the one run
     behind prompt tuning and the baselines that train the backbone.
@@ -102,7 +106,10 @@ def train_classifier(
     ``settings`` is what the result reports as ``config`` and a finished run must match (default:
     ``config``). The PEFT adapter is written only for an adapter tuned on a frozen backbone.
     ``make_trainer`` builds the trainer, called as ``PromptTrainer`` is (a subclass with its own step:
-    ``dawgen.baselines.optima``).
+    ``dawgen.baselines.optima``). ``owns_model``: the scorer's model was loaded for this run alone, so,
+    where the backbone stays frozen, its frozen linear layers are stored in the autocast dtype once the
+    adapter is attached (``store_frozen_linears``: the same numbers, less memory and no cast per forward);
+    the model then serves only forwards under that autocast.
     """
     syn_examples = synthetic.examples if synthetic is not None else []
     config = config.resolved(has_synthetic=bool(syn_examples))
@@ -130,6 +137,8 @@ def train_classifier(
         balance_synthetic=config.balance_synthetic,
     )  # fmt: skip
     trainer = make_trainer(scorer, config, out, run_key=inputs, trainable=trainable, start_prompt=start_prompt)
+    if owns_model and not trainable.backbone:
+        store_frozen_linears(scorer.model, scorer.autocast_dtype)
     processes = trainer.processes
     method = method or default_method
     started = time.perf_counter()

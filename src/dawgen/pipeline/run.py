@@ -243,7 +243,8 @@ class SeedRun:
         train, dev = _kshot(cfg, self.task, self.seed)
         syn = load_synthetic(self.task, synthetic.path) if synthetic else None
         return prompt_tune(loaded, self.task, train, dev, synthetic=syn, test=load_test(self.task, test),
-                           config=tune_config, out_dir=folder, show_progress=self.show_progress).result  # fmt: skip
+                           config=tune_config, out_dir=folder, show_progress=self.show_progress,
+                           owns_model=True).result  # fmt: skip
 
     def baseline(
         self, method: Method, settings: Any, test: str, folder: Path, synthetic: Synthetic | None = None
