@@ -2,8 +2,9 @@
 
 Reads ``<run>/results.json`` (what `dawgen run` wrote) and, when given, the curve records of
 ``scripts/data_scale.py --json``, and writes a list of ``{"task", "seed", "method", "accuracy",
-"balanced_accuracy", "top_prediction_share", "conflict_rate"}`` records followed by the curve's ``{"task",
-"seed", "curve", "per_label", "balanced_accuracy"}`` records.
+"balanced_accuracy", "top_prediction_share", "conflict_rate", "compute"}`` records (``compute``: the run's
+precision record) followed by the curve's ``{"task", "seed", "curve", "per_label", "balanced_accuracy"}``
+records.
 
     python scripts/protocol_results.py runs/medium --curve runs/medium-curve/curve.json \
         --out results/medium_protocol_smollm2.json --markdown      # --markdown: the per-seed table too
@@ -14,6 +15,9 @@ records too, unless ``--curve`` is given).
 
     python scripts/protocol_results.py runs/medium --keep results/medium_protocol_smollm2.json \
         --out results/medium_protocol_smollm2.json
+
+``--summary FILE.md`` also writes the headline table, the paper's claims, the oracle recovery and the per-seed
+numbers of every record of the twin (kept ones included), as ``dawgen report`` shows them for one run folder.
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
+
+from dawgen.reporting import build_summary
+from dawgen.reporting.document import to_markdown
+from dawgen.utils.io import atomic_write_text
 
 
 def method_records(run: Path) -> list[dict[str, Any]]:
@@ -34,7 +42,7 @@ def method_records(run: Path) -> list[dict[str, Any]]:
             "task": record["task"], "seed": record["seed"], "method": record["method"],
             "accuracy": round(test["accuracy"], 4), "balanced_accuracy": round(test["balanced_accuracy"], 4),
             "top_prediction_share": round(test["top_prediction_share"], 4),
-            "conflict_rate": record.get("conflict_rate"),
+            "conflict_rate": record.get("conflict_rate"), "compute": record.get("compute"),
         })  # fmt: skip
     return sorted(rows, key=lambda r: (r["task"], r["seed"], r["method"]))
 
@@ -49,6 +57,13 @@ def markdown_table(records: list[dict[str, Any]], order: list[str]) -> list[str]
         scores = f"{r['accuracy']:.1f} | {r['balanced_accuracy']:.1f} | {r['top_prediction_share']:.0f}%"
         lines.append(f"| {r['method']} | {r['task']} | {r['seed']} | {scores} | {conflicts} |")
     return lines
+
+
+def as_results_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A twin record in the shape of ``results.json``'s records, which the report's sections read."""
+    test = {key: record[key] for key in ("accuracy", "balanced_accuracy", "top_prediction_share") if key in record}
+    names = ("task", "seed", "method", "conflict_rate", "compute")
+    return {**{key: record.get(key) for key in names}, "test": test}
 
 
 def row(record: dict[str, Any]) -> tuple[str, int, str]:
@@ -68,6 +83,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--keep", type=Path, default=None, help="an earlier twin: its records of other rows stay")
     parser.add_argument("--markdown", action="store_true", help="also print the per-seed Markdown table")
+    parser.add_argument("--summary", type=Path, default=None, help="write the tables and claims of every record")
     args = parser.parse_args()
     records = method_records(args.run)
     curve = [] if args.curve is None else json.loads(args.curve.read_text())
@@ -76,10 +92,15 @@ def main() -> None:
         earlier, earlier_curve = kept_records(json.loads(args.keep.read_text()), held)
         records = sorted(earlier + records, key=lambda r: (r["task"], r["seed"], r["method"]))
         curve = curve or earlier_curve
+    order = json.loads((args.run / "results.json").read_text())["methods"]
     if args.markdown:
-        print("\n".join(markdown_table(records, json.loads((args.run / "results.json").read_text())["methods"])))
+        print("\n".join(markdown_table(records, order)))
+    if args.summary is not None:
+        summary = build_summary([as_results_record(r) for r in records], f"{args.run.name}: every part", order)
+        atomic_write_text(args.summary, to_markdown(summary, args.summary.parent))
+        print(f"summary in {args.summary}")
     records += curve
-    args.out.write_text(json.dumps(records, indent=1) + "\n")
+    atomic_write_text(args.out, json.dumps(records, indent=1) + "\n")
     print(f"{len(records)} records in {args.out}")
 
 

@@ -84,3 +84,36 @@ def test_the_oracle_gap_fraction_by_hand_and_a_claim_held_on_both_metrics(tmp_pa
         "| ours recovers ≥ 50% of the oracle's gain over pt | ours vs pt vs oracle+paired+surgery | not measured |"
         in section
     )
+
+
+def test_rows_are_compared_over_the_seeds_they_share(tmp_path: Path):
+    """A row run on one seed is compared with the others on that seed only, in the claims, the oracle recovery
+    and the headline table's seed count; ``build_summary`` gives the same from the records alone."""
+    from dawgen.reporting import RunData, build_summary
+    from dawgen.reporting.claims import CLAIMS, HELD, NOT_HELD, check
+    from dawgen.reporting.document import to_markdown
+    from dawgen.reporting.sections import oracle_recovery
+
+    def record(method: str, seed: int, acc: float, bal: float) -> dict:
+        return {"task": "RTE", "seed": seed, "method": method, "test": {"accuracy": acc, "balanced_accuracy": bal}}
+
+    records = [
+        record("pt", 13, 50, 50), record("pt", 42, 60, 60),
+        record("ours", 13, 70, 70), record("ours", 42, 58, 58),  # mean 64 over both seeds, 58 on seed 42
+        record("dawgen+merged", 42, 59, 59),  # seed 42 only: below the two-seed mean of ours, above its seed 42
+        record("oracle+paired+surgery", 13, 90, 90), record("oracle+paired+surgery", 42, 80, 80),
+    ]  # fmt: skip
+    data = RunData(tmp_path, {}, {"methods": []}, records)
+    assert [[r["seed"] for r in runs] for runs in data.matched(("ours", "dawgen+merged"), "RTE")] == [[42], [42]]
+    assert data.matched(("ours", "setfit"), "RTE") == [[], []]
+    merged = check(data, CLAIMS[4])
+    assert merged.status == NOT_HELD and merged.metrics["accuracy"].startswith("ours 58.0 vs dawgen+merged 59.0")
+    # ours vs pt over both seeds: +9 < 10; recovery (64 - 55) / (85 - 55) = 30%
+    assert check(data, CLAIMS[0]).metrics["accuracy"].startswith("ours 64.0 vs pt 55.0")
+    recovery = oracle_recovery(data)[-1]
+    assert ["RTE", "ours", "oracle+paired+surgery", "accuracy", "55.0", "64.0", "85.0", "30%"] in recovery.rows
+    summary = to_markdown(build_summary(records, "RTE in parts", ["pt", "ours"]), tmp_path)
+    assert summary.index("| pt |") < summary.index("| ours |") < summary.index("| dawgen+merged |")
+    assert "59.0 (0.0) / bal 59.0 (0.0) [1 seed]" in summary and "64.0 (8.5) / bal 64.0 (8.5) |" in summary
+    assert "| paired ≥ merged | ours vs dawgen+merged | not held |" in summary
+    assert check(RunData(tmp_path, {}, {}, [*records[:4], record("setfit", 13, 60, 60)]), CLAIMS[1]).status == HELD

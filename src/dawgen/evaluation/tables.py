@@ -15,7 +15,8 @@ CELL_LEGEND = (
     "Each cell: test accuracy in % (then F1 of the positive class where the task reports it), mean (std) over "
     "seeds; `bal`: balanced accuracy (the mean recall of the labels; chance is 100 / labels), `-` where a result "
     "predates it; `top N%*`: the largest share of the test predictions on one label among the seeds, shown where "
-    f"a seed reaches {COLLAPSED_SHARE:.0f}% (the classifier has collapsed)."
+    f"a seed reaches {COLLAPSED_SHARE:.0f}% (the classifier has collapsed); `[n seeds]`: a cell over fewer seeds "
+    "than the table's fullest, its std then over those."
 )
 
 
@@ -52,10 +53,16 @@ def results_table(
     results: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]], rows: Sequence[str], columns: Sequence[str]
 ) -> list[str]:
     """Markdown lines: one row per method, one column per task; ``results[(row, column)]`` holds
-    the run results (with a ``test`` mapping) of every seed."""
+    the run results (with a ``test`` mapping) of every seed. A cell over fewer seeds than the fullest cell says
+    how many (``[1 seed]``): its mean is not comparable with theirs."""
+    fullest = max((len(runs) for runs in results.values()), default=0)
     lines = ["| method | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for row in rows:
-        cells = [metric_cell([r["test"] for r in results.get((row, column), [])]) for column in columns]
+        cells = []
+        for column in columns:
+            runs = results.get((row, column), [])
+            count = f" [{len(runs)} seed{'s' if len(runs) > 1 else ''}]" if 0 < len(runs) < fullest else ""
+            cells.append(metric_cell([r["test"] for r in runs]) + count)
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return lines
 

@@ -55,10 +55,12 @@ class Verdict:
 
 
 def _means(data: RunData, rows: Sequence[str], key: str) -> dict[str, list[float]]:
-    """``task -> [mean over seeds of metric key, per row]`` for the tasks where every row has it."""
+    """``task -> [mean of metric key over the seeds every row has, per row]`` for the tasks where every row
+    has it on a common seed."""
     means = {}
     for task in data.tasks:
-        values = [mean_metric(data.scored(row, task), key) if data.scored(row, task) else None for row in rows]
+        runs = data.matched(rows, task)
+        values = [mean_metric(row_runs, key) for row_runs in runs] if all(runs) else [None]
         if None not in values:
             means[task] = values
     return means
@@ -133,8 +135,9 @@ def claims(data: RunData) -> list[Block]:
     blocks: list[Block] = [
         Heading(2, "The paper's claims"),
         Text(
-            "Each claim compares the mean over seeds, averaged over the tasks where every row it names has "
-            "results, on accuracy and on balanced accuracy; it holds when it holds on every metric the run "
+            "Each claim compares the mean over the seeds that every row it names has (a row run on more seeds "
+            "is compared on the shared ones only), averaged over the tasks where they share a seed, on accuracy "
+            "and on balanced accuracy; it holds when it holds on every metric the run "
             f"measured. The oracle-gap fraction of a task is (ours - pt) / (oracle - pt), the oracle being "
             f"{ORACLE_COUNTERPART}; its mean is over the tasks where the oracle gains over pt. A claim whose "
             "rows the run lacks is not measured."

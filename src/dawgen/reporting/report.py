@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from dawgen.constants import REPORT_DIR, REPORT_HTML, REPORT_MARKDOWN
 from dawgen.reporting.claims import claims
 from dawgen.reporting.data_sections import data_scale, generators, gradient_conflicts, training_curves
 from dawgen.reporting.document import Document, Image, to_html, to_markdown
-from dawgen.reporting.run_data import load_run
+from dawgen.reporting.run_data import RunData, load_run
 from dawgen.reporting.run_section import run_details
 from dawgen.reporting.sections import helped, oracle_recovery, paper_comparison, per_seed, results
 from dawgen.reporting.synthetic_section import synthetic_data
@@ -39,6 +41,18 @@ def build_report(run_dir: str | Path) -> Document:
     ):
         document.blocks.extend(section)
     _remove_stale_figures(figures, {b.path.resolve() for b in document.blocks if isinstance(b, Image)})
+    return document
+
+
+def build_summary(records: Sequence[Mapping[str, Any]], title: str, methods: Sequence[str] = ()) -> Document:
+    """The report's sections that need only the results records, not a run folder's files: the headline
+    table, the paper's claims, the oracle recovery and the per-seed numbers. For a protocol that ran in parts
+    whose run folders are not all at hand (``records`` in the shape of ``results.json``'s; ``methods`` orders
+    the rows, the others follow)."""
+    data = RunData(Path("."), {}, {"methods": list(methods)}, [dict(record) for record in records])
+    document = Document(title)
+    for section in (results(data), claims(data), oracle_recovery(data), per_seed(data)):
+        document.blocks.extend(section)
     return document
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,13 @@ class RunData:
     def scored(self, method: str, task: str) -> list[dict[str, Any]]:
         """Records of ``method`` on ``task`` that have a test accuracy."""
         return [r for r in self.records if r["method"] == method and r["task"] == task and has_accuracy(r)]
+
+    def matched(self, methods: Sequence[str], task: str) -> list[list[dict[str, Any]]]:
+        """The scored records of each of ``methods`` on ``task``, only of the seeds every one of them has, so
+        that rows are compared over the same seeds (all empty where they share none)."""
+        runs = [self.scored(method, task) for method in methods]
+        common = set.intersection(*({r["seed"] for r in method_runs} for method_runs in runs)) if runs else set()
+        return [[r for r in method_runs if r["seed"] in common] for method_runs in runs]
 
     def cells(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
         """``(method, task) -> records``, the shape ``results_table`` reads."""

@@ -260,9 +260,10 @@ def oracle_recovery(data: RunData) -> list[Block]:
             "rows of the same strategy (the same count per label, batching and steps) on rows of the task's pool "
             "with their gold labels in place of generated samples, every k-shot row of any seed "
             "removed: what a perfect generator would reach in this budget. recovered = (method - pt) / "
-            "(oracle - pt), the share of the oracle's gain over pt that a generator's data gives; n/a where the "
-            f"oracle gains nothing. Ours is measured against {ORACLE_COUNTERPART} (without it, the run's first "
-            "oracle row), every other generator row against the oracle row of its own strategy."
+            "(oracle - pt), the share of the oracle's gain over pt that a generator's data gives, each score a "
+            f"mean over the seeds all three rows have; n/a where the oracle gains nothing. Ours is measured against "
+            f"{ORACLE_COUNTERPART} (without it, the run's first oracle row), every other generator row against the "
+            "oracle row of its own strategy."
         ),
     ]
     rows = []
@@ -270,16 +271,13 @@ def oracle_recovery(data: RunData) -> list[Block]:
     ours = data.ours()
     generated.sort(key=lambda m: m != ours)
     for task in data.tasks:
-        pt_runs = data.scored(PROMPT_TUNING, task)
-        if not pt_runs:
-            continue
         for method in generated:
             oracle = oracle_counterpart(method, data.methods)
-            runs, oracle_runs = data.scored(method, task), data.scored(oracle, task) if oracle else []
-            if not runs or not oracle_runs:
+            matched = data.matched((PROMPT_TUNING, method, oracle), task) if oracle else [[]]
+            if not all(matched):
                 continue
             for name, key in (("balanced accuracy", BALANCED), ("accuracy", "accuracy")):
-                values = [mean_metric(r, key) for r in (pt_runs, runs, oracle_runs)]
+                values = [mean_metric(r, key) for r in matched]
                 shown = [format_number(v, "{:.1f}") for v in values]
                 rows.append([task, method, oracle, name, *shown, recovered(values[1], values[0], values[2])])
     if not rows:
