@@ -216,13 +216,20 @@ def test_lora_targets_are_found_by_module_name(tiny_model_dirs):
         default_lora_targets(torch.nn.Sequential(torch.nn.Linear(2, 2)))
 
 
-def test_options_of_each_type_reach_peft(tiny_model_dirs, tmp_path):
+def test_options_of_each_type_reach_peft(tiny_model_dirs, tmp_path, monkeypatch):
+    import peft.utils.save_and_load
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError(f"saving an adapter looked the base model up on the Hub: {args}")
+
+    monkeypatch.setattr(peft.utils.save_and_load, "check_file_exists_on_hf_hub", no_hub)
     scorer = scorer_of(tiny_model_dirs[Family.DECODER])
     config = small_config(peft="lora", lora_rank=2, lora_alpha=4, lora_targets=["q_proj"])
     with PromptTrainer(scorer, config) as trainer:
         names = [name for name, _ in trainer.adapter.named_parameters()]
         assert names and all("q_proj" in name for name in names)
         assert trainer.num_trainable == 2 * 2 * (32 + 32)  # 2 layers x (A: 2x32 + B: 32x2)
+        trainer.adapter.save(tmp_path / "hub-named", "HuggingFaceTB/SmolLM2-135M-Instruct")  # offline: no lookup
         trainer.adapter.save(tmp_path, scorer.model_name)
         with pytest.raises(ValueError, match="already has a PEFT adapter"):
             PromptTrainer(scorer, small_config(peft="prefix"))

@@ -156,10 +156,12 @@ class PeftAdapter:
                 module.lora_dropout.train(mode)
 
     def save(self, folder: str | Path, base_model: str) -> None:
-        """A standard PEFT adapter in ``folder`` (``PeftModel.from_pretrained(base, folder)`` loads it)."""
+        """A standard PEFT adapter in ``folder`` (``PeftModel.from_pretrained(base, folder)`` loads it). The
+        base model's embeddings are frozen in every type here, so they are not saved, and PEFT does not look
+        ``base_model`` up on the Hub to decide (offline, that lookup warns of a network error)."""
         self.model.peft_config[ADAPTER_NAME].base_model_name_or_path = base_model
         with atomic_dir(folder) as tmp, _quiet():
-            self.model.save_pretrained(str(tmp))
+            self.model.save_pretrained(str(tmp), save_embedding_layers=False)
 
     def release(self) -> None:
         """Detach the adapter: the scorer's forward is the plain model's again, LoRA layers removed."""
