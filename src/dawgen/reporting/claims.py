@@ -60,7 +60,9 @@ def _means(data: RunData, rows: Sequence[str], key: str) -> dict[str, list[float
     means = {}
     for task in data.tasks:
         runs = data.matched(rows, task)
-        values = [mean_metric(row_runs, key) for row_runs in runs] if all(runs) else [None]
+        if not all(runs):
+            continue
+        values = [mean_metric(row_runs, key) for row_runs in runs]
         if None not in values:
             means[task] = values
     return means
